@@ -1,0 +1,249 @@
+"""Typed, frozen run configuration, and its strict conversion from plain mappings.
+
+Hydra stops at the CLI edge: ``cli.py`` composes a DictConfig, turns it into a plain dict and
+calls :func:`load_config`. Everything below takes these dataclasses, so the harness can be driven
+from Python and from tests without Hydra. Unknown keys and bad values raise a ConfigError that
+names the full key (``sut.ttft_ms``), which is how a typo fails at startup.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from harness.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CONF_DIR = REPO_ROOT / "conf"
+SCENARIOS_DIR = REPO_ROOT / "scenarios"
+
+Mode = Literal["performance", "accuracy", "submission"]
+LoadGenScenario = Literal["Offline", "Server", "SingleStream"]
+
+
+@dataclass(frozen=True)
+class ScenarioConfig:
+    """What is measured: the LoadGen contract of one scenario (``scenarios/*.yaml``).
+
+    ``min_duration_s``, ``min_query_count`` and the latency limits are applied only in quick
+    mode; with ``benchmark.official=true`` mlperf.conf's values stand.
+    """
+
+    name: str
+    loadgen_scenario: LoadGenScenario
+    # Server: Poisson arrival rate; Offline: expected QPS, which sizes the single query
+    # (max(min_query_count, 1.1 x min_duration x target_qps) samples).
+    target_qps: float = 10.0
+    min_duration_s: float = 2.0
+    min_query_count: int = 1
+    # Which of the benchmark's token-latency limits apply: "server", "interactive" or none.
+    latency_limits: str | None = None
+    # SingleStream only: LoadGen's initial latency guess, used to size its query schedule.
+    expected_latency_ms: float | None = None
+    # Quick-mode overrides of the benchmark's TTFT/TPOT p99 limits (ms); null keeps them.
+    ttft_ms: float | None = None
+    tpot_ms: float | None = None
+
+    @property
+    def streaming(self) -> bool:
+        """Server and SingleStream report first tokens, so the SUT must stream."""
+        return self.loadgen_scenario != "Offline"
+
+
+@dataclass(frozen=True)
+class LatencyLimits:
+    """p99 token-latency limits in milliseconds (MLPerf Server / Interactive)."""
+
+    ttft_ms: float
+    tpot_ms: float
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    """Which MLPerf benchmark is emulated: model key, prompt, generation limits and targets."""
+
+    name: str
+    model_key: str  # mlperf.conf key, e.g. llama3_1-8b
+    submission_name: str  # folder name in a submission tree, e.g. llama3.1-8b
+    max_new_tokens: int = 128
+    official: bool = False
+    prompt_template: str = "{input}"
+    # Sample count mlperf.conf expects; official runs must use the full dataset.
+    official_sample_count: int | None = None
+    latency: dict[str, LatencyLimits] = field(default_factory=dict)
+    # Reference scores (e.g. rouge1: 38.7792) and the fraction of them a run must reach.
+    accuracy_reference: dict[str, float] = field(default_factory=dict)
+    accuracy_target: float = 0.99
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """Where the samples come from; ``path: null`` means the sample bundled with the package."""
+
+    name: str = "bundled"
+    path: str | None = None
+    input_field: str = "article"
+    reference_field: str = "highlights"
+    n_samples: int | None = None
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class SUTConfig:
+    """The system under test: ``name`` selects the adapter, ``params`` are its own settings.
+
+    ``params`` is checked against the adapter's own dataclass when the SUT is built, so a
+    typo there is reported as ``sut.<key>`` too.
+    """
+
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SystemConfig:
+    """The machine the run describes (filled out further for submissions)."""
+
+    name: str = "local"
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """Where runs are recorded; ``none`` keeps results in the run directory only."""
+
+    backend: str = "none"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How the bridge guards the run against a misbehaving SUT."""
+
+    # A sample not completed within this many seconds is completed as an error.
+    sample_timeout_s: float = 60.0
+    # After this many failed samples the bridge stops calling the SUT and fails the rest fast.
+    max_errors: int = 10
+    # Chrome trace of every query: large, so off unless asked for.
+    enable_trace: bool = False
+    # Worker threads calling SUT.generate in Offline; null = the SUT's own concurrency.
+    workers: int | None = None
+
+
+@dataclass(frozen=True)
+class HarnessConfig:
+    """The complete, resolved configuration of one run."""
+
+    scenario: ScenarioConfig
+    benchmark: BenchmarkConfig
+    dataset: DatasetConfig
+    sut: SUTConfig
+    system: SystemConfig = SystemConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    run: RunOptions = RunOptions()
+    mode: Mode = "submission"
+    fail_on_invalid: bool = False
+
+
+def load_config(raw: Mapping[str, Any]) -> HarnessConfig:
+    """Build a HarnessConfig from a plain mapping, naming the key of any bad value."""
+    data = dict(raw)
+    sut = data.get("sut")
+    if isinstance(sut, Mapping):
+        # Adapter-specific keys live beside ``name`` in YAML; gather them into params.
+        sut = dict(sut)
+        data["sut"] = {"name": sut.pop("name", None), "params": sut}
+    return _build(HarnessConfig, data, "")
+
+
+def build_dataclass(cls: type, raw: Any, prefix: str) -> Any:
+    """Strictly convert ``raw`` into dataclass ``cls``; errors name ``prefix.key``."""
+    return _build(cls, raw, prefix)
+
+
+def _join(prefix: str, key: str) -> str:
+    return f"{prefix}.{key}" if prefix else key
+
+
+def _build(cls: type, raw: Any, prefix: str) -> Any:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        known = ", ".join(sorted(fields))
+        raise ConfigError(f"unknown config key '{_join(prefix, str(unknown[0]))}' (known: {known})")
+    values = {}
+    for name, f in fields.items():
+        key = _join(prefix, name)
+        if name not in raw:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"missing required config key '{key}'")
+            continue
+        values[name] = _convert(hints[name], raw[name], key)
+    return cls(**values)
+
+
+def _convert(tp: Any, value: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if value == "???":
+        raise ConfigError(f"missing required config key '{key}'")
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        last: ConfigError | None = None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(arg, value, key)
+            except ConfigError as exc:
+                last = exc
+        raise last or ConfigError(f"config key '{key}': bad value {value!r}")
+    if origin is Literal:
+        if value not in args:
+            choices = ", ".join(map(str, args))
+            raise ConfigError(f"config key '{key}' must be one of {choices}, got {value!r}")
+        return value
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key '{key}': expected a list, got {value!r}")
+        return origin(_convert(args[0], v, f"{key}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"config key '{key}': expected a mapping, got {value!r}")
+        return {str(k): _convert(args[1], v, _join(key, str(k))) for k, v in value.items()}
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key)
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"config key '{key}': expected true/false, got {value!r}")
+    if tp in (int, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"config key '{key}': expected a number, got {value!r}")
+        if tp is int and not float(value).is_integer():
+            raise ConfigError(f"config key '{key}': expected an integer, got {value!r}")
+        return tp(value)
+    if tp is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(f"config key '{key}': expected a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A plain, JSON-ready dict of a config dataclass (SUT params flattened back)."""
+    data = dataclasses.asdict(config)
+    if isinstance(config, HarnessConfig):
+        sut = data.pop("sut")
+        data["sut"] = {"name": sut["name"], **sut["params"]}
+    return data

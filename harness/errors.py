@@ -1,0 +1,41 @@
+"""The HarnessError family: expected failures that end a run with one clear line.
+
+Anything raised as a HarnessError is reported by the CLI as ``error: <message>`` with a
+non-zero exit and no traceback; everything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class HarnessError(Exception):
+    """Base of every error the harness reports to the user without a traceback."""
+
+    exit_code = 2
+
+
+class ConfigError(HarnessError):
+    """A configuration value is missing, unknown or out of range; the message names the key."""
+
+
+class DatasetError(HarnessError):
+    """A dataset file is missing, unreadable or lacks a field; the message names the file."""
+
+
+class SUTError(HarnessError):
+    """The system under test failed to start or failed samples during a run."""
+
+    exit_code = 3
+
+
+class OutputError(HarnessError):
+    """The output directory cannot be created or written."""
+
+
+class AccuracyError(HarnessError):
+    """An accuracy log cannot be decoded or scored."""
+
+
+class ResultError(HarnessError):
+    """The run finished but its result fails a check the user asked for (fail_on_invalid)."""
+
+    exit_code = 4

@@ -1,0 +1,297 @@
+"""The bridge between LoadGen and a SUT: the only module that imports ``mlperf_loadgen``.
+
+LoadGen calls ``issue_cb`` on its own thread holding the GIL, so it only enqueues. A dispatcher
+thread hands streamed samples to ``SUT.submit`` (Server, SingleStream) or forms length-sorted
+batches for worker threads calling ``SUT.generate`` (Offline). Each sample's :class:`_Pending`
+handle reports the first token (``FirstTokenComplete``) and the end (``QuerySamplesComplete``)
+with the output as int32 token-id bytes and its ``n_tokens``.
+
+Every issued sample is completed exactly once, error or not: exceptions and a watchdog
+deadline (``run.sample_timeout_s``) complete failed samples, and after ``run.max_errors``
+failures the rest are failed at once, so a broken SUT cannot hang a run.
+"""
+
+from __future__ import annotations
+
+import array
+import logging
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mlperf_loadgen as lg
+
+from harness.config import RunOptions
+from harness.errors import ConfigError
+from harness.sut.base import SUT, Sample, supports_streaming
+
+log = logging.getLogger(__name__)
+
+_SCENARIOS = {"Offline": lg.TestScenario.Offline, "Server": lg.TestScenario.Server,
+              "SingleStream": lg.TestScenario.SingleStream}
+_MODES = {"performance": lg.TestMode.PerformanceOnly, "accuracy": lg.TestMode.AccuracyOnly}
+_STOP = object()
+
+
+def _int32_bytes(tokens: Sequence[int]) -> array.array:
+    buf = array.array("i", tokens)  # C int is 32-bit on every platform LoadGen supports
+    assert buf.itemsize == 4
+    return buf
+
+
+@dataclass
+class BridgeStats:
+    """What the bridge saw: samples issued and completed, and the failures."""
+
+    issued: int = 0
+    completed: int = 0
+    errors: int = 0
+    # Distinct failure messages (first 20) and how many samples each failed.
+    error_counts: dict[str, int] = field(default_factory=dict)
+    output_tokens: int = 0
+
+    @property
+    def error_messages(self) -> list[str]:
+        return [f"{msg} ({n} samples)" if n > 1 else msg for msg, n in self.error_counts.items()]
+
+
+class _Pending:
+    """One issued sample; the TokenStream handed to the SUT."""
+
+    __slots__ = ("bridge", "qid", "sample", "tokens", "first_sent", "done", "deadline", "lock")
+
+    def __init__(self, bridge: _Bridge, qid: int, sample: Sample) -> None:
+        self.bridge = bridge
+        self.qid = qid
+        self.sample = sample
+        self.tokens: list[int] = []
+        self.first_sent = False
+        self.done = False
+        self.deadline = float("inf")
+        self.lock = threading.Lock()
+
+    def emit(self, token_ids: Sequence[int]) -> None:
+        if not token_ids:
+            return
+        with self.lock:
+            if self.done:
+                return
+            self.tokens.extend(token_ids)
+            if self.first_sent or not self.bridge.streaming:
+                return
+            self.first_sent = True
+            first = _int32_bytes(self.tokens[:1])
+            addr, n = first.buffer_info()
+            # TTFT is measured by LoadGen from the query's scheduled time to this call.
+            lg.FirstTokenComplete([lg.QuerySampleResponse(self.qid, addr, n * 4, 1)])
+
+    def finish(self) -> None:
+        self._complete(None)
+
+    def fail(self, error: BaseException) -> None:
+        self._complete(error)
+
+    def complete_with(self, token_ids: Sequence[int]) -> None:
+        """Batch path: the whole output at once."""
+        self.emit(token_ids)
+        self.finish()
+
+    def _complete(self, error: BaseException | None) -> None:
+        with self.lock:
+            if self.done:
+                return
+            self.done = True
+            tokens = self.tokens
+            buf = _int32_bytes(tokens)
+            addr, n = buf.buffer_info()
+            lg.QuerySamplesComplete([lg.QuerySampleResponse(self.qid, addr, n * 4, n)])
+        self.bridge.on_done(self, error)
+
+
+class _Bridge:
+    def __init__(self, sut: SUT, samples: Sequence[Sample], streaming: bool, options: RunOptions) -> None:
+        self.sut = sut
+        self.samples = samples
+        self.streaming = streaming
+        self.options = options
+        self.stats = BridgeStats()
+        self.inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self.batches: queue.SimpleQueue = queue.SimpleQueue()
+        self.lock = threading.Lock()
+        self.outstanding: dict[int, _Pending] = {}
+        self.closed = threading.Event()
+        self.threads: list[threading.Thread] = []
+        self.n_workers = max(1, options.workers or sut.concurrency)
+
+    # -- LoadGen callbacks (LoadGen's threads) -------------------------------------------
+    def issue(self, query_samples: list) -> None:
+        self.inbox.put(query_samples)
+
+    def flush(self) -> None:
+        pass
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def start(self) -> None:
+        self._spawn(self._dispatch, "harness-dispatch")
+        self._spawn(self._watchdog, "harness-watchdog")
+        if not self.streaming:
+            for _ in range(self.n_workers):
+                self._spawn(self._work, "harness-worker")
+
+    def stop(self) -> None:
+        self.closed.set()
+        self.inbox.put(_STOP)
+        for _ in range(self.n_workers):
+            self.batches.put(_STOP)
+        for t in self.threads:
+            t.join(timeout=1.0)
+
+    def _spawn(self, target, name: str) -> None:
+        t = threading.Thread(target=target, name=name, daemon=True)
+        t.start()
+        self.threads.append(t)
+
+    # -- bookkeeping ----------------------------------------------------------------------
+    def on_done(self, pending: _Pending, error: BaseException | None) -> None:
+        with self.lock:
+            self.outstanding.pop(pending.qid, None)
+            self.stats.completed += 1
+            self.stats.output_tokens += len(pending.tokens)
+            if error is not None:
+                self.stats.errors += 1
+                msg = f"{type(error).__name__}: {error}"
+                counts = self.stats.error_counts
+                if msg in counts or len(counts) < 20:
+                    counts[msg] = counts.get(msg, 0) + 1
+        if error is not None:
+            log.debug("sample %d failed: %s", pending.sample.index, error)
+
+    @property
+    def failing_fast(self) -> bool:
+        return self.stats.errors >= self.options.max_errors
+
+    def _arm(self, pendings: Sequence[_Pending]) -> None:
+        deadline = time.monotonic() + self.options.sample_timeout_s
+        for p in pendings:
+            p.deadline = deadline
+
+    # -- threads --------------------------------------------------------------------------
+    def _dispatch(self) -> None:
+        while True:
+            item = self.inbox.get()
+            if item is _STOP:
+                return
+            pendings = [_Pending(self, qs.id, self.samples[qs.index]) for qs in item]
+            with self.lock:
+                self.stats.issued += len(pendings)
+                for p in pendings:
+                    self.outstanding[p.qid] = p
+            if self.streaming:
+                for p in pendings:
+                    self._submit(p)
+            else:
+                # Similar lengths in one batch waste less padding; LoadGen's order is random.
+                pendings.sort(key=lambda p: len(p.sample.prompt))
+                size = max(1, self.sut.max_batch_size)
+                for i in range(0, len(pendings), size):
+                    self.batches.put(pendings[i:i + size])
+
+    def _submit(self, p: _Pending) -> None:
+        if self.failing_fast:
+            p.fail(RuntimeError("not sent: too many earlier failures (run.max_errors)"))
+            return
+        self._arm([p])
+        try:
+            self.sut.submit(p.sample, p)
+        except Exception as exc:
+            p.fail(exc)
+
+    def _work(self) -> None:
+        while True:
+            batch = self.batches.get()
+            if batch is _STOP:
+                return
+            if self.failing_fast:
+                for p in batch:
+                    p.fail(RuntimeError("not sent: too many earlier failures (run.max_errors)"))
+                continue
+            self._arm(batch)
+            try:
+                completions = self.sut.generate([p.sample for p in batch])
+            except Exception as exc:
+                for p in batch:
+                    p.fail(exc)
+                continue
+            if self.closed.is_set():
+                return  # this worker was abandoned after a timeout and the run is over
+            by_index = {c.index: c for c in completions}
+            for p in batch:
+                c = by_index.get(p.sample.index)
+                if c is None:
+                    p.fail(RuntimeError("SUT returned no completion for this sample"))
+                else:
+                    p.complete_with(c.token_ids)
+
+    def _watchdog(self) -> None:
+        period = min(0.1, self.options.sample_timeout_s / 4)
+        while not self.closed.wait(period):
+            now = time.monotonic()
+            with self.lock:
+                expired = [p for p in self.outstanding.values() if p.deadline <= now]
+            if not expired:
+                continue
+            for p in expired:
+                p.fail(TimeoutError(f"no completion within run.sample_timeout_s={self.options.sample_timeout_s:g}s"))
+            if not self.streaming:
+                # The worker holding the expired batch may never return: replace it so the
+                # remaining batches are still served (or failed fast).
+                self._spawn(self._work, "harness-worker")
+                with self.lock:
+                    self.n_workers += 1
+
+
+def run_test(sut: SUT, samples: Sequence[Sample], *, scenario: str, mode: str, model_key: str,
+             user_conf: Path, outdir: Path, options: RunOptions) -> BridgeStats:
+    """Run one LoadGen test (performance or accuracy) of ``sut`` over ``samples``; blocks."""
+    streaming = scenario != "Offline"
+    if streaming and not supports_streaming(sut):
+        raise ConfigError(f"sut '{sut.name}' cannot stream, so it cannot run scenario {scenario} "
+                          "(use scenario=offline or a streaming SUT)")
+    settings = lg.TestSettings()
+    # One FromConfig call per test: mlperf.conf first, then user.conf (a second call logs
+    # "Multiple conf files are used").
+    if settings.FromConfig(str(user_conf), model_key, scenario) != 0:
+        raise ConfigError(f"LoadGen rejected {user_conf} for model key '{model_key}'")
+    settings.scenario = _SCENARIOS[scenario]
+    settings.mode = _MODES[mode]
+
+    outdir.mkdir(parents=True, exist_ok=True)
+    out = lg.LogOutputSettings()
+    out.outdir = str(outdir)
+    out.copy_summary_to_stdout = False
+    log_settings = lg.LogSettings()
+    log_settings.log_output = out
+    log_settings.enable_trace = options.enable_trace
+
+    bridge = _Bridge(sut, samples, streaming, options)
+
+    def load(indices: list[int]) -> None:
+        sut.load([samples[i] for i in indices])
+
+    qsl = lg.ConstructQSL(len(samples), len(samples), load, lambda indices: None)
+    handle = lg.ConstructSUT(bridge.issue, bridge.flush)
+    bridge.start()
+    started = time.monotonic()
+    try:
+        log.info("LoadGen %s %s test: %d samples, model key %s", scenario, mode, len(samples), model_key)
+        lg.StartTestWithLogSettings(handle, qsl, settings, log_settings)
+    finally:
+        bridge.stop()
+        lg.DestroySUT(handle)
+        lg.DestroyQSL(qsl)
+    log.info("LoadGen test finished in %.1fs: %d issued, %d errors", time.monotonic() - started,
+             bridge.stats.issued, bridge.stats.errors)
+    return bridge.stats

@@ -1,0 +1,124 @@
+"""The typed result of one run, its ``results.json`` form and its human summary."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.config import LatencyLimits
+from harness.loadgen.logs import Percentiles, PerformanceResult
+
+RESULTS_FILE = "results.json"
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What one run measured. ``valid`` is None when no performance test ran (accuracy mode)."""
+
+    scenario: str
+    mode: str
+    benchmark: str
+    model_key: str
+    sut: str
+    official: bool
+    valid: bool | None
+    invalid_reasons: tuple[str, ...]
+    samples_per_second: float | None
+    tokens_per_second: float | None
+    ttft_ms: Percentiles | None
+    tpot_ms: Percentiles | None
+    latency_ms: Percentiles | None
+    errors: int
+    error_messages: tuple[str, ...]
+    loadgen_errors: int
+    loadgen_version: str | None
+    dataset: dict[str, Any]
+    output_dir: str
+    latency_limits: LatencyLimits | None = None
+    accuracy: dict[str, Any] | None = None
+    harness_version: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """No SUT errors and nothing LoadGen counted as an error."""
+        return self.errors == 0 and self.loadgen_errors == 0
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def write(self, directory: Path) -> Path:
+        path = Path(directory) / RESULTS_FILE
+        path.write_text(json.dumps(self.to_json(), indent=2) + "\n", encoding="utf-8")
+        return path
+
+    @classmethod
+    def from_perf(cls, perf: PerformanceResult | None, **kwargs: Any) -> RunResult:
+        """Combine LoadGen's performance result (if any) with the run's own facts."""
+        if perf is None:
+            return cls(valid=None, invalid_reasons=(), samples_per_second=None, tokens_per_second=None,
+                       ttft_ms=None, tpot_ms=None, latency_ms=None, **kwargs)
+        return cls(valid=perf.valid, invalid_reasons=perf.invalid_reasons,
+                   samples_per_second=perf.samples_per_second, tokens_per_second=perf.tokens_per_second,
+                   ttft_ms=perf.ttft_ms, tpot_ms=perf.tpot_ms, latency_ms=perf.latency_ms, **kwargs)
+
+
+def _ms(p: Percentiles | None, attr: str = "p99") -> str:
+    value = getattr(p, attr, None) if p is not None else None
+    return "-" if value is None else f"{value:.2f} ms"
+
+
+def _num(value: float | None, unit: str) -> str:
+    return "-" if value is None else f"{value:,.2f} {unit}"
+
+
+def summary(result: RunResult) -> str:
+    """A few lines for the terminal: verdict, throughput, token latencies, errors."""
+    head = f"{result.scenario} · {result.mode} · {result.benchmark} ({result.model_key}) · sut={result.sut}"
+    settings = "official settings" if result.official else "quick settings (not submittable)"
+    lines = [head, f"  settings    {settings}"]
+    if result.valid is not None:
+        verdict = "VALID" if result.valid else "INVALID"
+        reasons = list(result.invalid_reasons)
+        limits = result.latency_limits
+        if limits is not None and result.ttft_ms and result.ttft_ms.p99 and result.ttft_ms.p99 > limits.ttft_ms:
+            reasons.insert(0, f"TTFT p99 {result.ttft_ms.p99:.1f} ms > {limits.ttft_ms:g} ms")
+        if limits is not None and result.tpot_ms and result.tpot_ms.p99 and result.tpot_ms.p99 > limits.tpot_ms:
+            reasons.insert(0, f"TPOT p99 {result.tpot_ms.p99:.1f} ms > {limits.tpot_ms:g} ms")
+        if reasons:
+            verdict += ": " + "; ".join(reasons)
+        lines += [
+            f"  result      {verdict}",
+            f"  throughput  {_num(result.samples_per_second, 'samples/s')}, "
+            f"{_num(result.tokens_per_second, 'tokens/s')}",
+            f"  latency     p50 {_ms(result.latency_ms, 'p50')}, p99 {_ms(result.latency_ms)}",
+        ]
+        if result.ttft_ms is not None:
+            lines.append(f"  TTFT / TPOT p99 {_ms(result.ttft_ms)} / {_ms(result.tpot_ms)}"
+                         + (f"  (limits {limits.ttft_ms:g} / {limits.tpot_ms:g} ms)" if limits else ""))
+    if result.accuracy is not None:
+        shown = ", ".join(f"{k}={v}" for k, v in result.accuracy.items() if not isinstance(v, (dict, list)))
+        lines.append(f"  accuracy    {shown}")
+    if result.errors or result.loadgen_errors:
+        lines.append(f"  errors      {result.errors} failed samples, {result.loadgen_errors} LoadGen errors")
+        lines += [f"    {m}" for m in result.error_messages[:5]]
+    lines.append(f"  output      {result.output_dir}")
+    return "\n".join(lines)
+
+
+def round_table(results: list[RunResult]) -> str:
+    """One line per run of a round (Hydra multirun), for the end of the sweep."""
+    header = (f"{'scenario':<14}{'sut':<10}{'result':<9}{'samples/s':>12}{'tokens/s':>12}"
+              f"{'TTFT p99':>11}{'TPOT p99':>11}  errors")
+    rows = [f"round of {len(results)} runs", header]
+    for r in results:
+        verdict = "-" if r.valid is None else ("VALID" if r.valid else "INVALID")
+        ttft = "-" if not r.ttft_ms or r.ttft_ms.p99 is None else f"{r.ttft_ms.p99:.1f}ms"
+        tpot = "-" if not r.tpot_ms or r.tpot_ms.p99 is None else f"{r.tpot_ms.p99:.2f}ms"
+        sps = "-" if r.samples_per_second is None else f"{r.samples_per_second:,.1f}"
+        tps = "-" if r.tokens_per_second is None else f"{r.tokens_per_second:,.0f}"
+        rows.append(f"{r.scenario:<14}{r.sut:<10}{verdict:<9}{sps:>12}{tps:>12}{ttft:>11}{tpot:>11}  {r.errors}")
+    return "\n".join(rows)

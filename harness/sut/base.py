@@ -1,0 +1,96 @@
+"""The system-under-test interface: what the harness asks of any model or server.
+
+The SUT knows nothing about LoadGen. It receives :class:`Sample` values and returns token ids:
+in batches (:meth:`SUT.generate`, used by Offline) or streamed (:meth:`StreamingSUT.submit`,
+used by Server and SingleStream), reporting tokens to a :class:`TokenStream` as they exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One dataset sample as the SUT sees it.
+
+    ``index`` is the QSL index; ``prompt`` is the templated model input, ``text`` the raw
+    input it was built from, ``reference`` the expected output (known to fakes only by
+    convention: real SUTs must not look at it).
+    """
+
+    index: int
+    prompt: str
+    text: str
+    reference: str | None = None
+
+
+@dataclass(frozen=True)
+class Completion:
+    """The output of one sample: generated token ids only, prompt excluded."""
+
+    index: int
+    token_ids: tuple[int, ...]
+
+
+class Tokenizer(Protocol):
+    """The subset of a tokenizer the harness needs to count and decode outputs."""
+
+    eos_token_id: int | None
+
+    def encode(self, text: str) -> list[int]: ...
+
+    def decode(self, token_ids: Sequence[int]) -> str: ...
+
+
+class TokenStream(Protocol):
+    """Where a streaming SUT reports one sample's progress. Thread-safe.
+
+    Call :meth:`emit` with each new chunk of token ids (the first non-empty chunk is the
+    sample's first token), then exactly one of :meth:`finish` or :meth:`fail`.
+    """
+
+    def emit(self, token_ids: Sequence[int]) -> None: ...
+
+    def finish(self) -> None: ...
+
+    def fail(self, error: BaseException) -> None: ...
+
+
+@runtime_checkable
+class SUT(Protocol):
+    """A system under test that can generate for a batch of samples.
+
+    ``max_batch_size`` bounds the batches the harness passes to :meth:`generate`;
+    ``concurrency`` is how many :meth:`generate` calls may run at once.
+    """
+
+    name: str
+    tokenizer: Tokenizer
+    max_batch_size: int
+    concurrency: int
+    streaming: bool  # True when the SUT implements StreamingSUT.submit
+
+    def load(self, samples: Sequence[Sample]) -> None:
+        """Prepare samples (e.g. tokenize) before timing starts, as MLPerf allows."""
+
+    def generate(self, batch: Sequence[Sample]) -> list[Completion]:
+        """Generate for every sample of the batch; blocking."""
+
+    def close(self) -> None:
+        """Release threads, connections or memory."""
+
+
+@runtime_checkable
+class StreamingSUT(SUT, Protocol):
+    """A SUT that streams tokens, as Server and SingleStream require."""
+
+    def submit(self, sample: Sample, stream: TokenStream) -> None:
+        """Start generating for one sample and return at once; report to ``stream``."""
+
+
+def supports_streaming(sut: SUT) -> bool:
+    """Whether ``sut`` can serve Server/SingleStream."""
+    return bool(getattr(sut, "streaming", False)) and callable(getattr(sut, "submit", None))
