@@ -2,4 +2,6 @@
 
 from harness.cli import main
 
-main()
+# Guarded: test processes are spawned and re-import the main module under another name.
+if __name__ == "__main__":
+    main()

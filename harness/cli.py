@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from harness.config import CONF_DIR, SCENARIOS_DIR
+from harness.config import CONF_DIR, quote_null_sut, register_scenarios
 from harness.errors import HarnessError
 from harness.results import round_table
 
@@ -21,15 +21,6 @@ log = logging.getLogger("harness")
 # Exit codes and results of the jobs of this process (one per job in a multirun round).
 _exit_codes: list[int] = []
 _results: list = []
-
-
-def _register_scenarios() -> None:
-    from hydra.core.config_store import ConfigStore
-    from omegaconf import OmegaConf
-
-    store = ConfigStore.instance()
-    for path in sorted(SCENARIOS_DIR.glob("*.yaml")):
-        store.store(group="scenario", name=path.stem, node=OmegaConf.load(path))
 
 
 def _job(cfg) -> None:
@@ -57,11 +48,6 @@ def _job(cfg) -> None:
     _exit_codes.append(0)
 
 
-def _quote_null_sut(argv: list[str]) -> list[str]:
-    """``sut=null`` selects the null SUT; Hydra would read ``null`` as "no sut group"."""
-    return ["sut='null'" if a == "sut=null" else a for a in argv]
-
-
 def _unwritable_output_dir(argv: list[str]) -> str | None:
     """Why the run directory named on the command line cannot be created, if it cannot.
 
@@ -84,13 +70,13 @@ def main() -> None:
     """``harness``: run a benchmark (``-m`` for a round of runs)."""
     import hydra
 
-    argv = _quote_null_sut(sys.argv[1:])
+    argv = quote_null_sut(sys.argv[1:])
     problem = _unwritable_output_dir(argv)
     if problem:
         sys.stderr.write(f"error: output directory not writable: {problem}\n")
         sys.exit(2)
     sys.argv[1:] = argv
-    _register_scenarios()
+    register_scenarios()
     app = hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")(_job)
     app()
     if len(_results) > 1:

@@ -149,6 +149,33 @@ class HarnessConfig:
     fail_on_invalid: bool = False
 
 
+def register_scenarios() -> None:
+    """Make ``scenarios/*.yaml`` the ``scenario`` config group of Hydra's ConfigStore."""
+    from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
+
+    store = ConfigStore.instance()
+    for path in sorted(SCENARIOS_DIR.glob("*.yaml")):
+        store.store(group="scenario", name=path.stem, node=OmegaConf.load(path))
+
+
+def quote_null_sut(overrides: list[str]) -> list[str]:
+    """``sut=null`` selects the null SUT; Hydra would read ``null`` as "no sut group"."""
+    return ["sut='null'" if o == "sut=null" else o for o in overrides]
+
+
+def compose(overrides: list[str] | tuple[str, ...] = ()) -> HarnessConfig:
+    """Compose ``conf/`` with Hydra overrides, as the CLI would, without running anything."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from omegaconf import OmegaConf
+
+    register_scenarios()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = hydra_compose(config_name="config", overrides=quote_null_sut(list(overrides)))
+    return load_config(OmegaConf.to_container(cfg, resolve=True))
+
+
 def load_config(raw: Mapping[str, Any]) -> HarnessConfig:
     """Build a HarnessConfig from a plain mapping, naming the key of any bad value."""
     data = dict(raw)

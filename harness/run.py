@@ -12,16 +12,21 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness import __version__
-from harness.accuracy import read_accuracy_log
+from harness.accuracy import decode_accuracy_log, read_accuracy_log
 from harness.config import HarnessConfig, to_dict
 from harness.datasets import Dataset, load_dataset
 from harness.errors import ConfigError, OutputError, ResultError, SUTError
 from harness.loadgen import settings as lg_settings
 from harness.loadgen.logs import PerformanceResult, parse_detail_log, performance_result
+from harness.loadgen.process import run_in_process
 from harness.results import RunResult
 from harness.sut import SUT, Sample, SUTContext, build_sut, supports_streaming
+
+if TYPE_CHECKING:
+    from harness.loadgen.bridge import BridgeStats
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +34,8 @@ USER_CONF = "user.conf"
 CONFIG_FILE = "config.json"
 DETAIL_LOG = "mlperf_log_detail.txt"
 ACCURACY_LOG = "mlperf_log_accuracy.json"
+PREDICTIONS = "predictions.json"
+TEST_LOG = "harness_test.log"
 
 
 @dataclass(frozen=True)
@@ -82,10 +89,29 @@ def open_sut(config: HarnessConfig, samples: list[Sample]) -> SUT:
     return sut
 
 
+def run_one_test(config: HarnessConfig, samples: list[Sample], test: str, test_dir: Path, user_conf: Path,
+                 model_key: str) -> BridgeStats:
+    """One LoadGen test with a freshly built SUT; runs inside the test process.
+
+    After an accuracy test the outputs are decoded with the SUT's own tokenizer into
+    ``predictions.json`` (QSL index -> text), while the tokenizer is at hand.
+    """
+    from harness.loadgen.bridge import run_test  # imports LoadGen: only in the test process
+
+    sut = open_sut(config, samples)
+    try:
+        stats = run_test(sut, samples, scenario=config.scenario.loadgen_scenario, mode=test, model_key=model_key,
+                         user_conf=user_conf, outdir=test_dir, options=config.run)
+        if test == "accuracy" and not stats.errors:
+            texts = decode_accuracy_log(test_dir / ACCURACY_LOG, sut.tokenizer.decode)
+            (test_dir / PREDICTIONS).write_text(json.dumps(texts, indent=1, ensure_ascii=False) + "\n")
+        return stats
+    finally:
+        sut.close()
+
+
 def run_benchmark(config: HarnessConfig, output_dir: Path) -> RunResult:
     """Run the configured benchmark and write its results into ``output_dir``."""
-    from harness.loadgen.bridge import run_test  # imports LoadGen; keep `import harness` light
-
     output_dir = prepare_output_dir(Path(output_dir))
     dataset = load_dataset(config.dataset)
     check_official(config, dataset)
@@ -96,25 +122,24 @@ def run_benchmark(config: HarnessConfig, output_dir: Path) -> RunResult:
     user_conf.write_text(lg_settings.render_user_conf(config, len(samples)))
     model_key = lg_settings.model_key(config)
 
-    sut = open_sut(config, samples)
     perf: PerformanceResult | None = None
-    errors, messages, accuracy_samples = 0, [], None
-    try:
-        for test in Plan.for_mode(config.mode).tests:
-            test_dir = output_dir / test
-            stats = run_test(sut, samples, scenario=config.scenario.loadgen_scenario, mode=test,
-                             model_key=model_key, user_conf=user_conf, outdir=test_dir, options=config.run)
-            errors += stats.errors
-            messages += [f"{test}: {m}" for m in stats.error_messages]
-            if test == "performance":
-                perf = performance_result(parse_detail_log(test_dir / DETAIL_LOG))
-            elif not stats.errors:
-                accuracy_samples = len(read_accuracy_log(test_dir / ACCURACY_LOG))
-            if stats.errors:
-                log.error("%s test: %d samples failed; later tests skipped", test, stats.errors)
-                break
-    finally:
-        sut.close()
+    errors, messages, accuracy_samples, issued = 0, [], None, {}
+    for test in Plan.for_mode(config.mode).tests:
+        test_dir = output_dir / test
+        test_dir.mkdir(exist_ok=True)
+        stats = run_in_process(run_one_test, config, samples, test, test_dir, user_conf, model_key,
+                               log_file=test_dir / TEST_LOG)
+        errors += stats.errors
+        issued[test] = stats.issued
+        messages += [f"{test}: {m}" for m in stats.error_messages]
+        if test == "performance":
+            perf = performance_result(parse_detail_log(test_dir / DETAIL_LOG))
+            messages += [f"LoadGen: {m}" for m in perf.loadgen_error_messages]
+        elif not stats.errors:
+            accuracy_samples = len(read_accuracy_log(test_dir / ACCURACY_LOG))
+        if stats.errors:
+            log.error("%s test: %d samples failed; later tests skipped", test, stats.errors)
+            break
 
     loadgen_errors = perf.loadgen_errors if perf else 0
     result = RunResult.from_perf(
@@ -134,7 +159,7 @@ def run_benchmark(config: HarnessConfig, output_dir: Path) -> RunResult:
         output_dir=str(output_dir),
         latency_limits=limits,
         harness_version=__version__,
-        extra={"accuracy_log_samples": accuracy_samples},
+        extra={"accuracy_log_samples": accuracy_samples, "samples_issued": issued},
     )
     result.write(output_dir)
     if errors:

@@ -253,16 +253,15 @@ class _Bridge:
                     self.n_workers += 1
 
 
-def run_test(sut: SUT, samples: Sequence[Sample], *, scenario: str, mode: str, model_key: str,
-             user_conf: Path, outdir: Path, options: RunOptions) -> BridgeStats:
-    """Run one LoadGen test (performance or accuracy) of ``sut`` over ``samples``; blocks."""
-    streaming = scenario != "Offline"
-    if streaming and not supports_streaming(sut):
-        raise ConfigError(f"sut '{sut.name}' cannot stream, so it cannot run scenario {scenario} "
-                          "(use scenario=offline or a streaming SUT)")
+def _settings(*, scenario: str, mode: str, model_key: str, user_conf: Path, outdir: Path,
+              enable_trace: bool) -> tuple[lg.TestSettings, lg.LogSettings]:
+    """LoadGen's test and log settings for one test; creates ``outdir``."""
     settings = lg.TestSettings()
-    # One FromConfig call per test: mlperf.conf first, then user.conf (a second call logs
-    # "Multiple conf files are used").
+    # LoadGen loads its built-in mlperf.conf by itself only on a process's first user.conf
+    # FromConfig call (and logs "Multiple conf files are used" on every later one), so load it
+    # explicitly: every test of a process (perf then accuracy, multirun jobs) gets its values.
+    if settings.FromConfig("", model_key, scenario, 0) != 0:
+        raise ConfigError(f"LoadGen could not load its mlperf.conf for model key '{model_key}'")
     if settings.FromConfig(str(user_conf), model_key, scenario) != 0:
         raise ConfigError(f"LoadGen rejected {user_conf} for model key '{model_key}'")
     settings.scenario = _SCENARIOS[scenario]
@@ -274,7 +273,19 @@ def run_test(sut: SUT, samples: Sequence[Sample], *, scenario: str, mode: str, m
     out.copy_summary_to_stdout = False
     log_settings = lg.LogSettings()
     log_settings.log_output = out
-    log_settings.enable_trace = options.enable_trace
+    log_settings.enable_trace = enable_trace
+    return settings, log_settings
+
+
+def run_test(sut: SUT, samples: Sequence[Sample], *, scenario: str, mode: str, model_key: str,
+             user_conf: Path, outdir: Path, options: RunOptions) -> BridgeStats:
+    """Run one LoadGen test (performance or accuracy) of ``sut`` over ``samples``; blocks."""
+    streaming = scenario != "Offline"
+    if streaming and not supports_streaming(sut):
+        raise ConfigError(f"sut '{sut.name}' cannot stream, so it cannot run scenario {scenario} "
+                          "(use scenario=offline or a streaming SUT)")
+    settings, log_settings = _settings(scenario=scenario, mode=mode, model_key=model_key, user_conf=user_conf,
+                                       outdir=outdir, enable_trace=options.enable_trace)
 
     bridge = _Bridge(sut, samples, streaming, options)
 
@@ -295,3 +306,28 @@ def run_test(sut: SUT, samples: Sequence[Sample], *, scenario: str, mode: str, m
     log.info("LoadGen test finished in %.1fs: %d issued, %d errors", time.monotonic() - started,
              bridge.stats.issued, bridge.stats.errors)
     return bridge.stats
+
+
+def run_bare_test(n_samples: int, *, model_key: str, user_conf: Path, outdir: Path) -> None:
+    """A Server performance test of a bare SUT that answers each sample inline; blocks.
+
+    No bridge, no SUT, no threads: LoadGen's issue thread itself reports the first token and
+    completes the sample (2 tokens), which is the floor the bridge is measured against.
+    """
+    settings, log_settings = _settings(scenario="Server", mode="performance", model_key=model_key,
+                                       user_conf=user_conf, outdir=outdir, enable_trace=False)
+    tokens = _int32_bytes([0, 0])
+    addr, n = tokens.buffer_info()
+
+    def issue(query_samples: list) -> None:
+        for qs in query_samples:
+            lg.FirstTokenComplete([lg.QuerySampleResponse(qs.id, addr, 4, 1)])
+            lg.QuerySamplesComplete([lg.QuerySampleResponse(qs.id, addr, n * 4, n)])
+
+    qsl = lg.ConstructQSL(n_samples, n_samples, lambda indices: None, lambda indices: None)
+    handle = lg.ConstructSUT(issue, lambda: None)
+    try:
+        lg.StartTestWithLogSettings(handle, qsl, settings, log_settings)
+    finally:
+        lg.DestroySUT(handle)
+        lg.DestroyQSL(qsl)

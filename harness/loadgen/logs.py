@@ -81,6 +81,7 @@ class PerformanceResult:
     tpot_ms: Percentiles | None
     query_count: int | None
     loadgen_errors: int
+    loadgen_error_messages: tuple[str, ...]
     loadgen_version: str | None
 
 
@@ -106,7 +107,8 @@ def performance_result(log: DetailLog) -> PerformanceResult:
         ttft_ms=Percentiles.from_log(log, "result_first_token_{p}_percentile_latency_ns"),
         tpot_ms=Percentiles.from_log(log, "result_time_per_output_token_{p}_percentile_ns"),
         query_count=log.get("result_query_count"),
-        loadgen_errors=int(log.get("num_errors") or 0),
+        loadgen_errors=max(int(log.get("num_errors") or 0), len(log.errors)),
+        loadgen_error_messages=log.errors[:20],
         loadgen_version=loadgen_version(log),
     )
 

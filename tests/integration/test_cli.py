@@ -1,0 +1,92 @@
+"""The `harness` command as a user runs it: real processes, real LoadGen, exit codes."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+FAST = ["sut.ttft_ms=2", "sut.tpot_ms=0.2", "sut.output_tokens=16"]
+
+
+def harness(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "harness", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_default_run_prints_a_summary_and_writes_results(tmp_path):
+    proc = harness(f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "offline · submission" in proc.stdout and "VALID" in proc.stdout and "samples/s" in proc.stdout
+    results = json.loads((tmp_path / "run/results.json").read_text())
+    assert results["valid"] is True and results["errors"] == 0 and results["sut"] == "echo"
+    assert (tmp_path / "run/.hydra/config.yaml").is_file()
+
+
+def test_help_lists_groups_and_examples(tmp_path):
+    proc = harness("--help", cwd=tmp_path)
+    assert proc.returncode == 0
+    for text in ("scenario: interactive, offline, server, single_stream", "sut: echo, failing, null, oracle",
+                 "harness -m scenario=offline,server,single_stream", "Exit codes"):
+        assert text in proc.stdout
+
+
+def test_a_round_runs_one_job_per_scenario_and_prints_a_table(tmp_path):
+    proc = harness("-m", "scenario=offline,single_stream", "mode=performance", "scenario.min_duration_s=0.3",
+                   "scenario.expected_latency_ms=5", *FAST, f"hydra.sweep.dir={tmp_path}/round", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "round of 2 runs" in proc.stdout
+    assert len(list((tmp_path / "round").glob("*/results.json"))) == 2
+
+
+def test_null_sut_is_selectable_by_name(tmp_path):
+    proc = harness("sut=null", "mode=performance", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "sut=null" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["scenario=nope"], "scenario/nope"),
+        (["sut.ttft_msx=3"], "sut.ttft_msx"),
+        (["scenario.target_qps=fast"], "scenario.target_qps"),
+        (["dataset.path=/no/such/file.jsonl"], "/no/such/file.jsonl"),
+        (["scenario=server", "sut.streaming=false"], "cannot stream"),
+        (["benchmark=llama3_1-8b", "benchmark.official=true"], "benchmark.official"),
+    ],
+)
+def test_bad_input_is_one_clear_error_and_non_zero_exit(tmp_path, args, needle):
+    proc = harness(*args, f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
+    assert proc.returncode != 0
+    assert needle in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_unwritable_output_dir(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    proc = harness(f"hydra.run.dir={blocker}/run", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: output directory not writable") and str(blocker) in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_sut_errors_exit_non_zero_and_keep_the_logs(tmp_path):
+    proc = harness("sut=failing", "sut.fail_every=0", "sut.fail_indices=[1]", f"hydra.run.dir={tmp_path}/run",
+                   cwd=tmp_path)
+    assert proc.returncode == 3
+    assert "samples failed" in proc.stderr
+    assert (tmp_path / "run/performance/mlperf_log_detail.txt").is_file()
+    assert json.loads((tmp_path / "run/results.json").read_text())["errors"] > 0
+
+
+def test_fail_on_invalid(tmp_path):
+    # TPOT of 5 ms against a 1 ms limit: LoadGen reports INVALID.
+    args = ["scenario=server", "mode=performance", "sut.ttft_ms=2", "sut.tpot_ms=5", "sut.output_tokens=8",
+            "scenario.tpot_ms=1", "scenario.target_qps=250", "scenario.min_duration_s=1"]
+    proc = harness(*args, f"hydra.run.dir={tmp_path}/a", cwd=tmp_path)
+    assert proc.returncode == 0 and "INVALID" in proc.stdout and "TPOT p99" in proc.stdout
+    proc = harness(*args, "fail_on_invalid=true", f"hydra.run.dir={tmp_path}/b", cwd=tmp_path)
+    assert proc.returncode == 4 and "INVALID" in proc.stderr

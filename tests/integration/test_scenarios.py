@@ -1,0 +1,109 @@
+"""End to end through the real LoadGen with the fake SUTs on the bundled data."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.accuracy import decode_accuracy_log
+from harness.config import compose
+from harness.datasets import load_dataset
+from harness.loadgen.logs import parse_detail_log
+from harness.run import build_samples
+from harness.sut.tokenizer import WordTokenizer
+
+# Fast enough that the quick settings finish in seconds on two cores, and still VALID.
+FAST = ["sut.ttft_ms=2", "sut.tpot_ms=0.2", "sut.output_tokens=16"]
+QUICK = {
+    "offline": [],
+    "server": ["scenario.target_qps=250", "scenario.min_duration_s=1"],
+    "interactive": ["scenario.target_qps=250", "scenario.min_duration_s=1"],
+    "single_stream": ["scenario.min_duration_s=0.5", "scenario.expected_latency_ms=5"],
+}
+RESULT_FIELDS = {"scenario", "mode", "benchmark", "sut", "valid", "samples_per_second", "tokens_per_second",
+                 "ttft_ms", "tpot_ms", "latency_ms", "errors", "loadgen_version", "accuracy"}
+
+
+@pytest.mark.parametrize("scenario", list(QUICK))
+@pytest.mark.parametrize("mode", ["performance", "accuracy"])
+def test_every_scenario_in_both_modes(run, scenario, mode):
+    result = run(f"scenario={scenario}", f"mode={mode}", *FAST, *QUICK[scenario])
+    out = Path(result.output_dir)
+    assert result.errors == 0 and result.loadgen_errors == 0, result.error_messages
+    saved = json.loads((out / "results.json").read_text())
+    assert RESULT_FIELDS <= set(saved) and saved["scenario"] == scenario and saved["mode"] == mode
+    for name in ("user.conf", "config.json", f"{mode}/mlperf_log_detail.txt", f"{mode}/mlperf_log_summary.txt"):
+        assert (out / name).is_file(), name
+    if mode == "performance":
+        assert result.valid is True, result.invalid_reasons
+        assert result.samples_per_second > 0 and result.tokens_per_second > 0
+        assert (result.ttft_ms is None) == (scenario == "offline")
+        assert saved["ttft_ms"] is None or set(saved["ttft_ms"]) == {"p50", "p90", "p99"}
+    else:
+        assert result.valid is None and result.extra["accuracy_log_samples"] == 32
+
+
+def test_server_token_latencies_match_the_echo_sut(run):
+    result = run("scenario=server", "mode=performance", "sut.ttft_ms=30", "sut.tpot_ms=5", "sut.output_tokens=12",
+                 "scenario.target_qps=100", "scenario.min_duration_s=1")
+    assert result.valid, result.invalid_reasons
+    # LoadGen measures from the query's scheduled time, so the bridge's overhead is included.
+    assert 30 <= result.ttft_ms.p50 < 33
+    assert 30 <= result.ttft_ms.p99 < 40
+    assert result.tpot_ms.p50 == pytest.approx(5, abs=0.3)
+    assert result.latency_ms.p50 == pytest.approx(30 + 11 * 5, abs=4)
+    assert result.tokens_per_second == pytest.approx(12 * result.samples_per_second, rel=0.02)
+
+
+@pytest.mark.parametrize("scenario", ["offline", "server", "single_stream"])
+def test_oracle_accuracy_log_decodes_to_the_references(run, scenario):
+    result = run("sut=oracle", f"scenario={scenario}", "mode=accuracy", "scenario.target_qps=200")
+    config = compose(["sut=oracle"])
+    references = {i: r.reference for i, r in enumerate(load_dataset(config.dataset).records)}
+    acc = Path(result.output_dir) / "accuracy"
+    # Decoded independently of the run, with the same vocabulary the oracle used...
+    samples = build_samples(config, load_dataset(config.dataset))
+    tokenizer = WordTokenizer([s.prompt for s in samples] + [s.reference for s in samples])
+    assert decode_accuracy_log(acc / "mlperf_log_accuracy.json", tokenizer.decode) == references
+    # ...and by the run itself, with the SUT's tokenizer.
+    predictions = json.loads((acc / "predictions.json").read_text())
+    assert {int(k): v for k, v in predictions.items()} == references
+
+
+def test_submission_mode_runs_each_test_with_mlperf_conf(run):
+    result = run("mode=submission")
+    out = Path(result.output_dir)
+    assert result.valid and json.loads((out / "accuracy/mlperf_log_accuracy.json").read_text())
+    for test in ("performance", "accuracy"):
+        log = parse_detail_log(out / test / "mlperf_log_detail.txt")
+        # LoadGen reads mlperf.conf once per process; a second test in the same process would
+        # lose its values (equal issue, token latencies) and log "Multiple conf files".
+        assert log.errors == (), log.errors
+        assert log.get("effective_sample_concatenate_permutation") is True
+        assert log.get("requested_use_token_latencies") is True
+
+
+@pytest.mark.parametrize("scenario", ["offline", "server", "single_stream"])
+def test_failing_sut_ends_in_bounded_time_with_errors_reported(run, scenario):
+    result = run("sut=failing", "sut.fail_every=0", "sut.fail_indices=[3,7]", f"scenario={scenario}",
+                 "mode=submission", *FAST, *QUICK[scenario], timeout_s=90)
+    assert result.errors > 0
+    assert any("failing SUT" in m for m in result.error_messages)
+    assert not (Path(result.output_dir) / "accuracy").exists()  # later tests skipped
+
+
+@pytest.mark.parametrize("scenario", ["offline", "server"])
+def test_hanging_sut_is_timed_out_and_the_run_ends(run, scenario):
+    result = run("sut=failing", "sut.failure=hang", "sut.fail_every=0", "sut.fail_indices=[0]",
+                 f"scenario={scenario}", "mode=performance", "run.sample_timeout_s=1", *FAST, *QUICK[scenario],
+                 timeout_s=90)
+    assert result.errors >= 1
+    assert any("TimeoutError" in m and "run.sample_timeout_s" in m for m in result.error_messages)
+    assert (Path(result.output_dir) / "results.json").is_file()
+
+
+def test_every_sample_failing_fails_fast(run):
+    result = run("sut=failing", "sut.fail_every=1", "scenario=server", "mode=performance",
+                 "run.max_errors=5", *QUICK["server"], timeout_s=90)
+    assert result.errors == result.extra["samples_issued"]["performance"] >= 500
+    assert any("run.max_errors" in m for m in result.error_messages)

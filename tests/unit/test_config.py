@@ -1,0 +1,85 @@
+import itertools
+
+import pytest
+
+from harness.config import CONF_DIR, SCENARIOS_DIR, HarnessConfig, compose, load_config, to_dict
+from harness.errors import ConfigError
+from harness.sut import SUTContext, build_sut
+
+
+def _options(group: str) -> list[str]:
+    folder = SCENARIOS_DIR if group == "scenario" else CONF_DIR / group
+    return sorted(p.stem for p in folder.glob("*.yaml"))
+
+
+def test_every_config_composes_and_builds():
+    groups = {g: _options(g) for g in ("scenario", "benchmark", "dataset", "sut", "system", "tracking")}
+    assert {"offline", "server", "single_stream", "interactive"} <= set(groups["scenario"])
+    assert {"echo", "oracle", "failing", "null"} <= set(groups["sut"])
+    ctx = SUTContext(corpus=["a b c"], max_new_tokens=8)
+    for sut in groups["sut"]:
+        config = compose([f"sut={sut}"])
+        build_sut(config.sut, ctx).close()
+    for scenario, benchmark in itertools.product(groups["scenario"], groups["benchmark"]):
+        config = compose([f"scenario={scenario}", f"benchmark={benchmark}"])
+        assert isinstance(config, HarnessConfig)
+        assert config.scenario.name == scenario and config.benchmark.name == benchmark
+    for group in ("dataset", "system", "tracking"):
+        for option in groups[group]:
+            compose([f"{group}={option}"])
+
+
+def test_defaults_are_the_documented_default_run():
+    config = compose([])
+    assert (config.scenario.name, config.mode, config.sut.name) == ("offline", "submission", "echo")
+    assert config.benchmark.official is False
+    assert config.dataset.path is None
+
+
+def test_round_trip_through_plain_dict():
+    config = compose(["scenario=server", "sut.ttft_ms=30"])
+    assert load_config(to_dict(config)) == config
+
+
+@pytest.mark.parametrize(
+    ("mutate", "key"),
+    [
+        (lambda d: d["scenario"].update(target_qpz=1), "scenario.target_qpz"),
+        (lambda d: d.update(modee="accuracy"), "modee"),
+        (lambda d: d["benchmark"].update(max_new_tokens="many"), "benchmark.max_new_tokens"),
+        (lambda d: d.update(mode="fast"), "mode"),
+        (lambda d: d["run"].update(sample_timeout_s=None), "run.sample_timeout_s"),
+        (lambda d: d["benchmark"].pop("model_key"), "benchmark.model_key"),
+    ],
+)
+def test_bad_values_name_their_key(mutate, key):
+    data = to_dict(compose([]))
+    mutate(data)
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(data)
+
+
+def test_typo_in_sut_params_names_the_key():
+    config = load_config({**to_dict(compose([])), "sut": {"name": "echo", "ttft_msx": 5}})
+    with pytest.raises(ConfigError, match=r"sut\.ttft_msx"):
+        build_sut(config.sut, SUTContext(corpus=[], max_new_tokens=8))
+
+
+def test_unknown_sut_name():
+    config = load_config({**to_dict(compose([])), "sut": {"name": "nope"}})
+    with pytest.raises(ConfigError, match="sut.name=nope"):
+        build_sut(config.sut, SUTContext(corpus=[], max_new_tokens=8))
+
+
+def test_interactive_is_a_server_run_with_tighter_limits():
+    server, interactive = compose(["scenario=server"]), compose(["scenario=interactive"])
+    assert interactive.scenario.loadgen_scenario == server.scenario.loadgen_scenario == "Server"
+    limits = interactive.benchmark.latency
+    assert limits["interactive"].ttft_ms < limits["server"].ttft_ms
+
+
+def test_scenarios_share_one_set_of_keys_so_a_round_can_override_them_all():
+    from omegaconf import OmegaConf
+
+    keys = {p.stem: set(OmegaConf.load(p)) for p in SCENARIOS_DIR.glob("*.yaml")}
+    assert len({frozenset(k) for k in keys.values()}) == 1, keys
