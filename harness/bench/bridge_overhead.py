@@ -11,6 +11,14 @@ At each target QPS, in one process and side by side, LoadGen's Server scenario (
 Every number comes from LoadGen's detail log. Goals: the bridge's highest VALID QPS is at least
 half the bare one (ratio >= 0.5), and the bridge adds under 1 ms to p99 latency at 1,000 QPS.
 
+Validity is LoadGen's own: for this key target_latency is 0, so only the TTFT (2 s) and TPOT
+(100 ms) p99 limits apply, and both SUTs' TPOT is near 0. A short run therefore stays VALID while
+the backlog of a SUT that fell behind stays under 2 s of TTFT; the table marks such steps. All
+test runs in its own process (LoadGen reads mlperf.conf only once per process). "Highest valid
+QPS" counts a step only when LoadGen says VALID *and* the SUT kept up (completed at least 95% of
+the scheduled samples/s). The p99 comparison at 1,000 QPS is repeated (``--repeats``) and the
+medians compared, since a single p99 on a small, shared machine moves by a millisecond or more.
+
     python -m harness.bench.bridge_overhead --qps 250,500,1000,2000 --duration-s 3
 """
 
@@ -18,14 +26,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import statistics
 import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.config import RunOptions
-from harness.loadgen.bridge import run_bare_test, run_test
 from harness.loadgen.logs import DetailLog, parse_detail_log, performance_result
+from harness.loadgen.process import run_in_process
 from harness.sut.base import Sample
 from harness.sut.fakes import NullParams, NullSUT
 from harness.sut.tokenizer import WordTokenizer
@@ -77,13 +86,13 @@ def to_step(detail: DetailLog) -> Step:
                 reasons=result.invalid_reasons)
 
 
-def run_step(variant: str, qps: float, duration_s: float, outdir: Path, samples: list[Sample],
-             tokenizer: WordTokenizer) -> Step:
-    outdir.mkdir(parents=True, exist_ok=True)
-    conf = outdir / "user.conf"
-    conf.write_text(user_conf(qps, duration_s))
+def run_variant(variant: str, conf: Path, outdir: Path) -> None:
+    """One LoadGen test; runs in its own process."""
+    from harness.loadgen.bridge import run_bare_test, run_test
+
+    samples = make_samples(N_SAMPLES)
     if variant == "bridge":
-        sut = NullSUT(NullParams(), tokenizer)
+        sut = NullSUT(NullParams(), WordTokenizer([s.text for s in samples]))
         try:
             run_test(sut, samples, scenario="Server", mode="performance", model_key=MODEL_KEY, user_conf=conf,
                      outdir=outdir, options=RunOptions())
@@ -91,6 +100,13 @@ def run_step(variant: str, qps: float, duration_s: float, outdir: Path, samples:
             sut.close()
     else:
         run_bare_test(len(samples), model_key=MODEL_KEY, user_conf=conf, outdir=outdir)
+
+
+def run_step(variant: str, qps: float, duration_s: float, outdir: Path) -> Step:
+    outdir.mkdir(parents=True, exist_ok=True)
+    conf = outdir / "user.conf"
+    conf.write_text(user_conf(qps, duration_s))
+    run_in_process(run_variant, variant, conf, outdir, log_file=outdir / "test.log")
     step = to_step(parse_detail_log(outdir / "mlperf_log_detail.txt"))
     log.info("%-6s %8g QPS: %s, %s samples/s, p99 %s ms", variant, qps, "VALID" if step.valid else "INVALID",
              _num(step.qps, 1), _num(step.p99_ms, 3))
@@ -114,11 +130,13 @@ def _achieved(step: Step) -> str:
 
 
 def highest_valid(qps_list: list[float], steps: dict[float, Step]) -> float | None:
-    valid = [q for q in qps_list if steps[q].valid]
+    """The highest target QPS that was VALID and actually sustained."""
+    valid = [q for q in qps_list if steps[q].valid and not _behind(steps[q])]
     return max(valid) if valid else None
 
 
-def render(qps_list: list[float], results: dict[str, dict[float, Step]], outdir: Path) -> str:
+def render(qps_list: list[float], results: dict[str, dict[float, Step]], p99s: dict[str, list[float]],
+           outdir: Path) -> str:
     bridge, bare = results["bridge"], results["bare"]
     header = ("target QPS", "bridge valid", "achieved", "p99 ms", "TTFT p99 ms",
               "bare valid", "achieved", "p99 ms", "TTFT p99 ms")
@@ -160,11 +178,15 @@ def render(qps_list: list[float], results: dict[str, dict[float, Step]], outdir:
                  f"  goal >= {GOAL_RATIO}: {'met' if ratio_ok else 'NOT met'}")
 
     added = None
-    if P99_AT_QPS in bridge and bridge[P99_AT_QPS].p99_ms is not None and bare[P99_AT_QPS].p99_ms is not None:
-        added = bridge[P99_AT_QPS].p99_ms - bare[P99_AT_QPS].p99_ms
+    if p99s["bridge"] and p99s["bare"]:
+        median = {name: statistics.median(p99s[name]) for name in VARIANTS}
+        added = median["bridge"] - median["bare"]
+        for name in VARIANTS:
+            runs = ", ".join(f"{v:.3f}" for v in p99s[name])
+            lines.append(f"p99 at {P99_AT_QPS:g} QPS, {name}: median {median[name]:.3f} ms over {len(p99s[name])} "
+                         f"runs ({runs})")
     added_ok = added is not None and added < GOAL_ADDED_P99_MS
-    where = "" if P99_AT_QPS in bridge else f" ({P99_AT_QPS:g} QPS not in --qps)"
-    lines.append(f"Bridge's added p99 latency at {P99_AT_QPS:g} QPS: {_num(added, 3)} ms{where}"
+    lines.append(f"Bridge's added p99 latency at {P99_AT_QPS:g} QPS (difference of medians): {_num(added, 3)} ms"
                  f"  goal < {GOAL_ADDED_P99_MS:g} ms: {'met' if added_ok else 'NOT met'}")
     lines.append(f"Goals: {'met' if ratio_ok and added_ok else 'NOT met'}   (LoadGen logs: {outdir})")
     return "\n".join(lines) + "\n"
@@ -195,10 +217,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     f"VALID QPS (goal: ratio >= {GOAL_RATIO}) and p99 latency at {P99_AT_QPS:g} QPS "
                     f"(goal: the bridge adds < {GOAL_ADDED_P99_MS:g} ms).")
     parser.add_argument("--qps", type=_qps_list, default=DEFAULT_QPS,
-                        help="comma list of target QPS to try, in increasing order; the sweep stops after a QPS "
+                        help="comma list of target QPS to try (run in increasing order); the sweep stops after a QPS "
                              "at which both variants are INVALID (default: %(default)s)")
     parser.add_argument("--duration-s", type=_positive, default=3.0,
                         help="LoadGen min_duration of each test in seconds (default: %(default)s)")
+    parser.add_argument("--repeats", type=int, default=5,
+                        help=f"runs of each variant at {P99_AT_QPS:g} QPS for the p99 comparison "
+                             "(default: %(default)s)")
     parser.add_argument("--out", type=Path, default=None,
                         help="directory for the LoadGen logs, one folder per variant and QPS "
                              "(default: a new temporary directory, kept)")
@@ -209,19 +234,24 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     outdir: Path = args.out or Path(tempfile.mkdtemp(prefix="bridge-overhead-"))
-    samples = make_samples(N_SAMPLES)
-    tokenizer = WordTokenizer([s.text for s in samples])
     log.info("logs in %s; QPS %s, %gs each", outdir, ", ".join(f"{q:g}" for q in args.qps), args.duration_s)
 
     results: dict[str, dict[float, Step]] = {name: {} for name in VARIANTS}
     for q in args.qps:
         for name in VARIANTS:
-            results[name][q] = run_step(name, q, args.duration_s, outdir / f"{name}-{q:g}qps", samples, tokenizer)
+            results[name][q] = run_step(name, q, args.duration_s, outdir / f"{name}-{q:g}qps")
         if not any(results[name][q].valid for name in VARIANTS):
             log.info("both INVALID at %g QPS: higher target QPS skipped", q)
             break
     qps_list = [q for q in args.qps if q in results["bridge"]]
-    sys.stdout.write(render(qps_list, results, outdir))
+    # The p99 goal at 1,000 QPS: alternate the variants so drifting machine noise hits both alike.
+    p99s: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    for i in range(args.repeats):
+        for name in VARIANTS:
+            step = run_step(name, P99_AT_QPS, args.duration_s, outdir / f"{name}-{P99_AT_QPS:g}qps-repeat{i}")
+            if step.p99_ms is not None:
+                p99s[name].append(step.p99_ms)
+    sys.stdout.write(render(qps_list, results, p99s, outdir))
     return 0
 
 

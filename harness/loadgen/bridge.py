@@ -257,11 +257,8 @@ def _settings(*, scenario: str, mode: str, model_key: str, user_conf: Path, outd
               enable_trace: bool) -> tuple[lg.TestSettings, lg.LogSettings]:
     """LoadGen's test and log settings for one test; creates ``outdir``."""
     settings = lg.TestSettings()
-    # LoadGen loads its built-in mlperf.conf by itself only on a process's first user.conf
-    # FromConfig call (and logs "Multiple conf files are used" on every later one), so load it
-    # explicitly: every test of a process (perf then accuracy, multirun jobs) gets its values.
-    if settings.FromConfig("", model_key, scenario, 0) != 0:
-        raise ConfigError(f"LoadGen could not load its mlperf.conf for model key '{model_key}'")
+    # One FromConfig call per test and per process: mlperf.conf first, then user.conf. LoadGen
+    # reads mlperf.conf only on a process's first call, hence harness.loadgen.process.
     if settings.FromConfig(str(user_conf), model_key, scenario) != 0:
         raise ConfigError(f"LoadGen rejected {user_conf} for model key '{model_key}'")
     settings.scenario = _SCENARIOS[scenario]
