@@ -34,6 +34,7 @@ _SCENARIOS = {"Offline": lg.TestScenario.Offline, "Server": lg.TestScenario.Serv
               "SingleStream": lg.TestScenario.SingleStream}
 _MODES = {"performance": lg.TestMode.PerformanceOnly, "accuracy": lg.TestMode.AccuracyOnly}
 _STOP = object()
+PROGRESS_EVERY_S = 10.0  # long runs (official: 600 s and more) log their progress this often
 
 
 def _int32_bytes(tokens: Sequence[int]) -> array.array:
@@ -237,8 +238,14 @@ class _Bridge:
 
     def _watchdog(self) -> None:
         period = min(0.1, self.options.sample_timeout_s / 4)
+        next_progress = time.monotonic() + PROGRESS_EVERY_S
         while not self.closed.wait(period):
             now = time.monotonic()
+            if now >= next_progress:
+                next_progress = now + PROGRESS_EVERY_S
+                s = self.stats
+                log.info("progress: %d issued, %d completed, %d in flight, %d errors",
+                         s.issued, s.completed, s.issued - s.completed, s.errors)
             with self.lock:
                 expired = [p for p in self.outstanding.values() if p.deadline <= now]
             if not expired:
