@@ -23,7 +23,7 @@ from harness.loadgen import settings as lg_settings
 from harness.loadgen.logs import PerformanceResult, parse_detail_log, performance_result
 from harness.loadgen.process import run_in_process
 from harness.results import RunResult
-from harness.sut import SUT, Sample, SUTContext, build_sut, supports_streaming
+from harness.sut import SUT, Sample, SUTContext, build_sut
 
 if TYPE_CHECKING:
     from harness.loadgen.bridge import BridgeStats
@@ -81,12 +81,7 @@ def check_official(config: HarnessConfig, dataset: Dataset) -> None:
 
 def open_sut(config: HarnessConfig, samples: list[Sample]) -> SUT:
     corpus = [s.prompt for s in samples] + [s.reference or "" for s in samples]
-    sut = build_sut(config.sut, SUTContext(corpus=corpus, max_new_tokens=config.benchmark.max_new_tokens))
-    if config.scenario.streaming and not supports_streaming(sut):
-        sut.close()
-        raise ConfigError(f"sut={config.sut.name} cannot stream, so it cannot run "
-                          f"scenario={config.scenario.name} (use scenario=offline)")
-    return sut
+    return build_sut(config.sut, SUTContext(corpus=corpus, max_new_tokens=config.benchmark.max_new_tokens))
 
 
 def run_one_test(config: HarnessConfig, samples: list[Sample], test: str, test_dir: Path, user_conf: Path,

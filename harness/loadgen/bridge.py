@@ -286,7 +286,7 @@ def run_test(sut: SUT, samples: Sequence[Sample], *, scenario: str, mode: str, m
     """Run one LoadGen test (performance or accuracy) of ``sut`` over ``samples``; blocks."""
     streaming = scenario != "Offline"
     if streaming and not supports_streaming(sut):
-        raise ConfigError(f"sut '{sut.name}' cannot stream, so it cannot run scenario {scenario} "
+        raise ConfigError(f"sut={sut.name} cannot stream, so it cannot run the {scenario} scenario "
                           "(use scenario=offline or a streaming SUT)")
     settings, log_settings = _settings(scenario=scenario, mode=mode, model_key=model_key, user_conf=user_conf,
                                        outdir=outdir, enable_trace=options.enable_trace)

@@ -1,14 +1,16 @@
 """System-under-test adapters and the registry that builds one from ``sut.*`` config.
 
-Adapters with heavy dependencies (torch, HTTP clients) register lazily: their modules are
-imported only when selected, so ``import harness`` stays fast.
+Adapters are imported only when selected, so adapters with heavy dependencies (torch, HTTP
+clients) cost nothing to ``import harness``. Each adapter module provides a frozen params
+dataclass (checked strictly, so a typo is reported as ``sut.<key>``) and a SUT class with a
+``create(params, ctx)`` classmethod.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import importlib
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from harness.config import SUTConfig, build_dataclass
 from harness.errors import ConfigError
@@ -23,28 +25,12 @@ class SUTContext:
     max_new_tokens: int
 
 
-def _fake(kind: str) -> Callable[[Any, SUTContext], SUT]:
-    def build(params: Any, ctx: SUTContext) -> SUT:
-        from harness.sut import fakes
-        from harness.sut.tokenizer import WordTokenizer
-
-        cls = {"echo": fakes.EchoSUT, "oracle": fakes.OracleSUT, "failing": fakes.FailingSUT,
-               "null": fakes.NullSUT}[kind]
-        return cls(params, WordTokenizer(ctx.corpus))
-
-    return build
-
-
-def _params(kind: str) -> type:
-    from harness.sut import fakes
-
-    return {"echo": fakes.EchoParams, "oracle": fakes.OracleParams,
-            "failing": fakes.FailingParams, "null": fakes.NullParams}[kind]
-
-
-# name -> (params dataclass loader, factory); both resolved lazily.
-REGISTRY: dict[str, tuple[Callable[[], type], Callable[[Any, SUTContext], SUT]]] = {
-    kind: ((lambda k=kind: _params(k)), _fake(kind)) for kind in ("echo", "oracle", "failing", "null")
+# sut.name -> (module, params dataclass, SUT class)
+REGISTRY: dict[str, tuple[str, str, str]] = {
+    "echo": ("harness.sut.fakes", "EchoParams", "EchoSUT"),
+    "oracle": ("harness.sut.fakes", "OracleParams", "OracleSUT"),
+    "failing": ("harness.sut.fakes", "FailingParams", "FailingSUT"),
+    "null": ("harness.sut.fakes", "NullParams", "NullSUT"),
 }
 
 
@@ -53,9 +39,10 @@ def build_sut(config: SUTConfig, ctx: SUTContext) -> SUT:
     if config.name not in REGISTRY:
         known = ", ".join(sorted(REGISTRY))
         raise ConfigError(f"unknown SUT 'sut.name={config.name}' (known: {known})")
-    params_cls, factory = REGISTRY[config.name]
-    params = build_dataclass(params_cls(), config.params, "sut")
-    return factory(params, ctx)
+    module_name, params_name, class_name = REGISTRY[config.name]
+    module = importlib.import_module(module_name)
+    params = build_dataclass(getattr(module, params_name), config.params, "sut")
+    return getattr(module, class_name).create(params, ctx)
 
 
 __all__ = ["SUT", "Completion", "Sample", "StreamingSUT", "SUTContext", "TokenStream", "build_sut",

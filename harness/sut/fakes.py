@@ -19,9 +19,13 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from harness.sut.base import Completion, Sample, TokenStream
 from harness.sut.tokenizer import WordTokenizer
+
+if TYPE_CHECKING:
+    from harness.sut import SUTContext
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +104,15 @@ class NullParams:
     concurrency: int = 1
 
 
-class EchoSUT:
+class _FakeBase:
+    """Fakes tokenize with a word-level vocabulary built from the run's own dataset."""
+
+    @classmethod
+    def create(cls, params: Any, ctx: SUTContext) -> Any:
+        return cls(params, WordTokenizer(ctx.corpus))
+
+
+class EchoSUT(_FakeBase):
     """Deterministic tokens derived from the input, released on a configured schedule."""
 
     name = "echo"
@@ -197,7 +209,7 @@ class FailingSUT(EchoSUT):
             raise RuntimeError("failing SUT: refused a chosen sample")
 
 
-class NullSUT:
+class NullSUT(_FakeBase):
     """Answers instantly, on the calling thread: the harness's overhead is all that is left."""
 
     name = "null"
