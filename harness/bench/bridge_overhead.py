@@ -1,6 +1,6 @@
 """Does the bridge limit the measurement? LoadGen Server, null SUT through the bridge vs a bare SUT.
 
-At each target QPS, in one process and side by side, LoadGen's Server scenario (model key
+At each target QPS, side by side in one invocation, LoadGen's Server scenario (model key
 ``llama3_1-8b``, performance mode, token latencies on as mlperf.conf says) runs against:
 
 - ``bridge``: the ``null`` SUT through :func:`harness.loadgen.bridge.run_test`, so all that is
@@ -13,7 +13,7 @@ half the bare one (ratio >= 0.5), and the bridge adds under 1 ms to p99 latency 
 
 Validity is LoadGen's own: for this key target_latency is 0, so only the TTFT (2 s) and TPOT
 (100 ms) p99 limits apply, and both SUTs' TPOT is near 0. A short run therefore stays VALID while
-the backlog of a SUT that fell behind stays under 2 s of TTFT; the table marks such steps. All
+the backlog of a SUT that fell behind stays under 2 s of TTFT; the table marks such steps. Each
 test runs in its own process (LoadGen reads mlperf.conf only once per process). "Highest valid
 QPS" counts a step only when LoadGen says VALID *and* the SUT kept up (completed at least 95% of
 the scheduled samples/s). The p99 comparison at 1,000 QPS is repeated (``--repeats``) and the
