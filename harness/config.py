@@ -115,9 +115,22 @@ class SystemConfig:
 
 @dataclass(frozen=True)
 class TrackingConfig:
-    """Where runs are recorded; ``none`` keeps results in the run directory only."""
+    """Where runs are recorded; ``none`` keeps results in the run directory only.
 
-    backend: str = "none"
+    ``mlflow`` logs every run to ``uri`` (a local SQLite store by default, or a tracking
+    server); see ``harness/tracking/``.
+    """
+
+    backend: Literal["none", "mlflow"] = "none"
+    uri: str | None = None
+    experiment: str = "harness"
+    # true: an unreachable store ends the run with exit code 5 instead of a warning.
+    required: bool = False
+    # Artifact root of a new experiment in a local store; null: beside the SQLite file.
+    artifact_location: str | None = None
+    # Per HTTP request to a tracking server (s) and retries, so a dead server cannot hang a run.
+    timeout_s: int = 5
+    retries: int = 1
 
 
 @dataclass(frozen=True)

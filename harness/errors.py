@@ -39,3 +39,9 @@ class ResultError(HarnessError):
     """The run finished but its result fails a check the user asked for (fail_on_invalid)."""
 
     exit_code = 4
+
+
+class TrackingError(HarnessError):
+    """The tracking store cannot be reached or written (fatal only with tracking.required=true)."""
+
+    exit_code = 5

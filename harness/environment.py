@@ -1,0 +1,190 @@
+"""Environment capture for reproducibility: what ran where, and the command to run it again.
+
+``capture()`` records the OS, Python, installed packages, torch and its CUDA build, CPU and
+memory, GPUs (NVML, else ``nvidia-smi``; none is fine), the LoadGen version, the project's git
+commit and the command line; ``write()`` stores it as ``environment.json`` in the run directory.
+Nothing here imports torch or LoadGen (versions come from package metadata), and every probe is
+allowed to fail: a missing tool yields ``null``, never an error. Secrets go through the Redactor.
+"""
+
+from __future__ import annotations
+
+import ast
+import datetime
+import functools
+import importlib.metadata
+import importlib.util
+import json
+import logging
+import os
+import platform
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from harness import __version__
+from harness.config import REPO_ROOT
+from harness.redact import Redactor
+
+log = logging.getLogger(__name__)
+
+ENV_FILE = "environment.json"
+PROBE_TIMEOUT_S = 10  # nvidia-smi and git; a wedged driver must not hang a run
+# Environment variables that change how a run behaves (threads, devices, offline modes).
+ENV_PREFIXES = ("CUDA_", "NVIDIA_", "OMP_", "MKL_", "OPENBLAS_", "TOKENIZERS_", "HF_", "TRANSFORMERS_", "TORCH",
+                "PYTORCH_", "NCCL_", "MLFLOW_", "HARNESS_")
+
+
+def capture(rerun_args: Sequence[str] = (), redactor: Redactor | None = None) -> dict[str, Any]:
+    """Everything needed to understand and repeat a run, secrets masked.
+
+    ``rerun_args`` are the harness arguments that repeat this run alone (for a job of a round,
+    that job's overrides); the process's own command line is recorded as well.
+    """
+    redactor = redactor or Redactor.collect()
+    env = {
+        "captured_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "command": {
+            "argv": list(getattr(sys, "orig_argv", sys.argv)),
+            "cwd": os.getcwd(),
+            "rerun": f"cd {shlex.quote(os.getcwd())} && {shlex.join(['harness', *rerun_args])}",
+        },
+        "harness": {"version": __version__, **git_state()},
+        "os": {"system": platform.system(), "release": platform.release(), "platform": platform.platform(),
+               "machine": platform.machine(), "hostname": platform.node()},
+        "python": {"version": platform.python_version(), "implementation": platform.python_implementation(),
+                   "executable": sys.executable},
+        "loadgen": {"version": package_version("mlcommons-loadgen")},
+        "torch": torch_build(),
+        "cpu": cpu(),
+        "gpus": gpus(),
+        "env": {k: v for k, v in sorted(os.environ.items()) if k.startswith(ENV_PREFIXES)},
+        "packages": packages(),
+    }
+    return redactor.data(env)
+
+
+def write(output_dir: Path, env: dict[str, Any]) -> Path:
+    path = Path(output_dir) / ENV_FILE
+    path.write_text(json.dumps(env, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def package_version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+@functools.cache
+def packages() -> dict[str, str]:
+    """Installed distributions, normalised name (PEP 503: ``mlcommons-loadgen``) -> version."""
+    found = {}
+    for dist in importlib.metadata.distributions():
+        name = dist.metadata["Name"]
+        if name:
+            found[re.sub(r"[-_.]+", "-", name).lower()] = dist.version
+    return dict(sorted(found.items()))
+
+
+@functools.cache
+def torch_build() -> dict[str, Any]:
+    """torch's version and the CUDA/ROCm it was built for, read from ``torch/version.py``.
+
+    Parsed, not imported: importing torch costs seconds and may initialise CUDA.
+    """
+    info: dict[str, Any] = {"version": package_version("torch"), "cuda": None, "hip": None, "git_version": None}
+    try:
+        spec = importlib.util.find_spec("torch")
+        locations = list(spec.submodule_search_locations or []) if spec else []
+        tree = ast.parse((Path(locations[0]) / "version.py").read_text())
+    except (ImportError, IndexError, OSError, SyntaxError, ValueError):
+        return info
+    for node in tree.body:
+        target = node.targets[0] if isinstance(node, ast.Assign) else getattr(node, "target", None)
+        if isinstance(target, ast.Name) and target.id in ("cuda", "hip", "git_version") and node.value is not None:
+            try:
+                info[target.id] = ast.literal_eval(node.value)
+            except ValueError:
+                pass
+    return info
+
+
+@functools.cache
+def cpu() -> dict[str, Any]:
+    import psutil
+
+    model = None
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"model": model or platform.processor() or None, "physical_cores": psutil.cpu_count(logical=False),
+            "logical_cores": psutil.cpu_count(logical=True),
+            "memory_gib": round(psutil.virtual_memory().total / 2**30, 2)}
+
+
+@functools.cache
+def gpus() -> dict[str, Any]:
+    """GPU name, memory and driver: NVML when installed, else nvidia-smi, else none."""
+    try:
+        return {"source": "nvml", "devices": _nvml_gpus()}
+    except Exception as exc:  # no pynvml, no driver, no device: all just mean "ask nvidia-smi"
+        log.debug("NVML unavailable: %s", exc)
+    smi = shutil.which("nvidia-smi")
+    if smi:
+        try:
+            out = subprocess.run([smi, "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader,nounits"],
+                                 capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, check=True).stdout
+            devices = []
+            for line in out.strip().splitlines():
+                name, memory_mib, driver = (p.strip() for p in line.split(","))
+                devices.append({"name": name, "memory_gib": round(float(memory_mib) / 1024, 2), "driver": driver})
+            return {"source": "nvidia-smi", "devices": devices}
+        except (OSError, subprocess.SubprocessError, ValueError) as exc:
+            log.debug("nvidia-smi failed: %s", exc)
+    return {"source": None, "devices": []}
+
+
+def _nvml_gpus() -> list[dict[str, Any]]:
+    import pynvml  # nvidia-ml-py; optional
+
+    pynvml.nvmlInit()
+    try:
+        driver = pynvml.nvmlSystemGetDriverVersion()
+        devices = []
+        for i in range(pynvml.nvmlDeviceGetCount()):
+            handle = pynvml.nvmlDeviceGetHandleByIndex(i)
+            name = pynvml.nvmlDeviceGetName(handle)
+            devices.append({"name": name.decode() if isinstance(name, bytes) else name,
+                            "memory_gib": round(pynvml.nvmlDeviceGetMemoryInfo(handle).total / 2**30, 2),
+                            "driver": driver.decode() if isinstance(driver, bytes) else driver})
+        return devices
+    finally:
+        pynvml.nvmlShutdown()
+
+
+def git_state(root: Path = REPO_ROOT) -> dict[str, Any]:
+    """The project's commit and whether tracked files differ from it (null outside a checkout)."""
+    git = shutil.which("git")
+    if not git or not (root / ".git").exists():
+        return {"git_commit": None, "git_dirty": None}
+    try:
+        commit = subprocess.run([git, "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=PROBE_TIMEOUT_S, check=True).stdout.strip()
+        status = subprocess.run([git, "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                                capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, check=True).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        log.debug("git state unavailable: %s", exc)
+        return {"git_commit": None, "git_dirty": None}
+    return {"git_commit": commit or None, "git_dirty": bool(status.strip())}
+

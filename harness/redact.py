@@ -1,0 +1,102 @@
+"""Secret redaction: the one place that decides what is secret and how it is masked.
+
+A value is secret when its key names a credential (``api_key``, ``hf_token``, ``password``,
+``client_secret``, ...) or when it equals the value of an environment variable with such a name
+(so ``${oc.env:HF_TOKEN}`` under any key is caught too). Everything the harness records outside
+the process (MLflow params, tags and artifacts, ``config.json``, ``environment.json``) passes
+through a :class:`Redactor`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+REDACTED = "***"
+
+# Judged on the last word(s) of a key, so hf_token / MLFLOW_TRACKING_PASSWORD are secret while
+# output_tokens, max_new_tokens, tokenizer and use_token_latencies are not. ("pwd" is left out:
+# the PWD variable is the current directory.)
+_SECRET_WORDS = frozenset({"token", "password", "passwd", "passphrase", "secret", "apikey", "auth",
+                           "authorization", "credential", "credentials", "cookie"})
+_SECRET_PAIRS = frozenset({("api", "key"), ("access", "key"), ("secret", "key"), ("private", "key"),
+                           ("auth", "key"), ("session", "key")})
+# Shorter values are not scrubbed from free text: "1" or "true" would mask half of every log.
+MIN_SCRUB_LEN = 6
+
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_ASSIGNMENT = re.compile(r"(?P<key>[A-Za-z_][\w.\-]*)(?P<sep>=)(?P<value>[^\s,'\"\]}]+)")
+_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][\w+.\-]*://[^/\s:@]+:)(?P<password>[^@\s/]+)@")
+
+
+def is_secret_key(key: str) -> bool:
+    """Whether a config key or environment variable name names a credential."""
+    last = str(key).rsplit(".", 1)[-1]
+    words = [w.lower() for w in re.split(r"[^A-Za-z0-9]+", _CAMEL.sub("_", last)) if w]
+    if not words:
+        return False
+    return words[-1] in _SECRET_WORDS or tuple(words[-2:]) in _SECRET_PAIRS
+
+
+def secret_values(data: Any) -> set[str]:
+    """Every scalar value found under a secret key anywhere in nested mappings/lists."""
+    found: set[str] = set()
+    if isinstance(data, Mapping):
+        for key, value in data.items():
+            if is_secret_key(str(key)) and value is not None and not isinstance(value, (Mapping, list, tuple)):
+                found.add(str(value))
+            else:
+                found |= secret_values(value)
+    elif isinstance(data, (list, tuple)):
+        for item in data:
+            found |= secret_values(item)
+    return found
+
+
+@dataclass(frozen=True)
+class Redactor:
+    """Masks secret-keyed values in data and known secret values in any text."""
+
+    values: frozenset[str] = frozenset()
+
+    @classmethod
+    def collect(cls, *sources: Any, environ: Mapping[str, str] | None = None) -> Redactor:
+        """Secrets of the given config mappings plus those of secret-named environment variables."""
+        environ = os.environ if environ is None else environ
+        values: set[str] = {v for k, v in environ.items() if is_secret_key(k)}
+        for source in sources:
+            values |= secret_values(source)
+        return cls(frozenset(v for v in values if len(v) >= MIN_SCRUB_LEN))
+
+    def text(self, text: str) -> str:
+        """Known secret values, ``secret_key=value`` assignments and URL passwords masked."""
+        for value in sorted(self.values, key=len, reverse=True):  # longest first: no partial leftovers
+            text = text.replace(value, REDACTED)
+        text = _ASSIGNMENT.sub(lambda m: f"{m['key']}{m['sep']}{REDACTED}" if is_secret_key(m["key"]) else m[0], text)
+        return _URL_PASSWORD.sub(lambda m: f"{m['head']}{REDACTED}@", text)
+
+    def data(self, data: Any) -> Any:
+        """A copy of nested mappings/lists with secret-keyed values masked and strings scrubbed."""
+        if isinstance(data, Mapping):
+            return {k: REDACTED if is_secret_key(str(k)) and data[k] is not None else self.data(data[k])
+                    for k in data}
+        if isinstance(data, (list, tuple)):
+            return [self.data(v) for v in data]
+        if isinstance(data, str):
+            return self.text(data)
+        return data
+
+    def bytes(self, raw: bytes) -> bytes:
+        """:meth:`text` for file contents; undecodable files get the value scrub only."""
+        try:
+            return self.text(raw.decode("utf-8")).encode("utf-8")
+        except UnicodeDecodeError:
+            for value in self.values:
+                raw = raw.replace(value.encode("utf-8"), REDACTED.encode())
+            return raw
+
+    def argv(self, argv: Iterable[str]) -> list[str]:
+        return [self.text(a) for a in argv]
