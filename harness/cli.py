@@ -13,39 +13,78 @@ import sys
 from pathlib import Path
 
 from harness.config import CONF_DIR, quote_null_sut, register_scenarios
-from harness.errors import HarnessError
+from harness.errors import HarnessError, OutputError
 from harness.results import round_table
+from harness.tracking import JobInfo, TrackingSession
 
 log = logging.getLogger("harness")
 
 # Exit codes and results of the jobs of this process (one per job in a multirun round).
 _exit_codes: list[int] = []
 _results: list = []
+# MLflow runs of this process: one per job, and a round's parent run kept open until main() ends.
+_tracking = TrackingSession()
+
+
+def _job_info() -> JobInfo:
+    """This job's directory, overrides and round (Hydra multirun) membership."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hc = HydraConfig.get()
+    multirun = hc.mode == RunMode.MULTIRUN
+    return JobInfo(output_dir=Path(hc.runtime.output_dir).absolute(), overrides=tuple(hc.overrides.task),
+                   round_dir=Path(hc.sweep.dir).absolute() if multirun else None,
+                   job_num=hc.job.num if multirun else None, argv=("harness", *sys.argv[1:]))
 
 
 def _job(cfg) -> None:
-    """One Hydra job: a complete benchmark run in Hydra's run directory."""
-    from hydra.core.hydra_config import HydraConfig
+    """One Hydra job: a complete benchmark run in Hydra's run directory, tracked when asked."""
     from omegaconf import OmegaConf
 
+    from harness import environment
     from harness.config import load_config
+    from harness.redact import Redactor
     from harness.results import summary
     from harness.run import check_result, run_benchmark
 
-    output_dir = Path(HydraConfig.get().runtime.output_dir)
+    job = _job_info()
     try:
         raw = OmegaConf.to_container(cfg, resolve=True)
         config = load_config(raw)
-        result = run_benchmark(config, output_dir)
+        redactor = Redactor.collect(raw)
+        try:
+            env = environment.capture(job.overrides, redactor)
+            environment.write(job.output_dir, env)
+        except OSError as exc:
+            raise OutputError(f"output directory {job.output_dir} is not writable: {exc.strerror or exc}") from exc
+    except HarnessError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        _exit_codes.append(exc.exit_code)
+        return
+    tracked, result, error = None, None, None
+    try:
+        tracked = _tracking.start(config, job, env, redactor)
+        result = run_benchmark(config, job.output_dir)
         _results.append(result)
         sys.stdout.write(summary(result) + "\n")
         sys.stdout.flush()
         check_result(result, config.fail_on_invalid)
     except HarnessError as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        _exit_codes.append(exc.exit_code)
-        return
-    _exit_codes.append(0)
+        error = exc
+    except BaseException as exc:  # a bug or Ctrl-C: the MLflow run still ends (FAILED / KILLED)
+        try:
+            _tracking.finish(tracked, result, exc)
+        except HarnessError:
+            pass
+        raise
+    try:
+        _tracking.finish(tracked, result, error)
+    except HarnessError as exc:  # tracking.required=true and the store failed
+        error = error or exc
+    if error is not None:
+        sys.stderr.write(f"error: {error}\n")
+    _exit_codes.append(error.exit_code if error is not None else 0)
 
 
 def _unwritable_output_dir(argv: list[str]) -> str | None:
@@ -79,8 +118,14 @@ def main() -> None:
     register_scenarios()
     app = hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")(_job)
     app()
+    table = round_table(_results) if _results else None
     if len(_results) > 1:
-        sys.stdout.write(round_table(_results) + "\n")
+        sys.stdout.write(table + "\n")
+    try:
+        _tracking.end_rounds(table, failed=any(_exit_codes))
+    except HarnessError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        _exit_codes.append(exc.exit_code)
     sys.exit(max(_exit_codes, default=0))
 
 

@@ -1,0 +1,134 @@
+"""What a run looks like in MLflow: flattened params, the fixed metric schema, and tags.
+
+Metric names are a contract (``harness-compare``, dashboards and CI gates read them), so they
+are listed once here, with units and direction, and never renamed; a new metric is added, an old
+one kept. ``METRIC_SCHEMA`` is logged as a tag so readers can tell versions apart. All values
+come from ``results.json`` (LoadGen's logs and the accuracy scores), never from MLflow itself.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+METRIC_SCHEMA = "1"
+# MLflow's limits: param values of at most 6000 characters, keys of at most 250.
+MAX_PARAM_VALUE = 6000
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric of the schema: where it comes from in results.json and which way is better."""
+
+    name: str
+    unit: str
+    better: Literal["higher", "lower"] | None
+    path: tuple[str, ...]  # keys into results.json
+    description: str
+
+
+def _pct(field: str, what: str) -> tuple[Metric, ...]:
+    return tuple(Metric(f"{field}_{p}_ms", "ms", "lower", (f"{field}_ms", p), f"{what}, {p[1:]}th percentile")
+                 for p in ("p50", "p90", "p99"))
+
+
+METRICS: tuple[Metric, ...] = (
+    Metric("samples_per_second", "samples/s", "higher", ("samples_per_second",),
+           "LoadGen's samples/s (Server: completed samples/s; SingleStream: QPS)"),
+    Metric("tokens_per_second", "tokens/s", "higher", ("tokens_per_second",),
+           "LoadGen's tokens/s (Server and SingleStream: completed tokens/s)"),
+    *_pct("ttft", "time to first token (not Offline)"),
+    *_pct("tpot", "time per output token (not Offline)"),
+    *_pct("latency", "end-to-end sample latency"),
+    Metric("valid", "1/0", "higher", ("valid",), "LoadGen's verdict: 1 VALID, 0 INVALID (absent: no performance test)"),
+    Metric("errors", "samples", "lower", ("errors",), "samples the SUT failed or timed out"),
+    Metric("loadgen_errors", "count", "lower", ("loadgen_errors",), "errors LoadGen itself logged"),
+    Metric("rouge1", "score x100", "higher", ("accuracy", "scores", "rouge1"), "ROUGE-1 (MLPerf recipe)"),
+    Metric("rouge2", "score x100", "higher", ("accuracy", "scores", "rouge2"), "ROUGE-2"),
+    Metric("rougeL", "score x100", "higher", ("accuracy", "scores", "rougeL"), "ROUGE-L"),
+    Metric("rougeLsum", "score x100", "higher", ("accuracy", "scores", "rougeLsum"), "ROUGE-Lsum"),
+    Metric("gen_len", "characters", None, ("accuracy", "scores", "gen_len"), "total characters of predictions"),
+    Metric("gen_num", "samples", None, ("accuracy", "scores", "gen_num"), "unique samples scored"),
+    Metric("tokens_per_sample", "tokens", None, ("accuracy", "scores", "tokens_per_sample"),
+           "mean output tokens per sample"),
+    Metric("dataset_samples", "samples", None, ("dataset", "samples"), "records in the dataset"),
+)
+METRICS_BY_NAME = {m.name: m for m in METRICS}
+
+
+def _get(data: Any, path: tuple[str, ...]) -> Any:
+    for key in path:
+        if not isinstance(data, Mapping):
+            return None
+        data = data.get(key)
+    return data
+
+
+def metrics(results: Mapping[str, Any]) -> dict[str, float]:
+    """The schema's metrics present in a results.json mapping (absent or null ones are left out)."""
+    found = {}
+    for metric in METRICS:
+        value = _get(results, metric.path)
+        if isinstance(value, bool):
+            value = float(value)
+        if isinstance(value, (int, float)):
+            found[metric.name] = float(value)
+    return found
+
+
+def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested config -> ``{"sut.max_batch_size": "32", ...}``; scalars as JSON (true, null, 0.5)."""
+    flat: dict[str, str] = {}
+    for key, value in data.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten(value, name))
+        else:
+            text = value if isinstance(value, str) else json.dumps(value)
+            flat[name] = text if len(text) <= MAX_PARAM_VALUE else text[: MAX_PARAM_VALUE - 3] + "..."
+    return flat
+
+
+def model_fingerprint(results: Mapping[str, Any]) -> str | None:
+    """The model's fingerprint when the SUT reported one (``model.fingerprint`` in results.json)."""
+    for path in (("model", "fingerprint"), ("model_fingerprint",), ("extra", "model", "fingerprint"),
+                 ("extra", "model_fingerprint")):
+        value = _get(results, path)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def tags(config: Mapping[str, Any], results: Mapping[str, Any] | None, env: Mapping[str, Any]) -> dict[str, str]:
+    """What ran, on what, with which code: the run's tags (only known values are set).
+
+    ``config`` is the plain config dict; ``results`` the results.json mapping, or None when the
+    run failed before writing one; ``env`` the environment capture.
+    """
+    harness = env.get("harness", {})
+    found: dict[str, Any] = {
+        "scenario": _get(config, ("scenario", "name")),
+        "mode": config.get("mode"),
+        "benchmark": _get(config, ("benchmark", "name")),
+        "model_key": _get(config, ("benchmark", "model_key")),
+        "official": _get(config, ("benchmark", "official")),
+        "sut": _get(config, ("sut", "name")),
+        "system": _get(config, ("system", "name")),
+        "harness_version": harness.get("version"),
+        "git_commit": harness.get("git_commit"),
+        "git_dirty": harness.get("git_dirty"),
+        "loadgen_version": _get(env, ("loadgen", "version")),
+        "metric_schema": METRIC_SCHEMA,
+    }
+    if results is not None:
+        valid = results.get("valid")
+        found |= {
+            "validity": "none" if valid is None else ("VALID" if valid else "INVALID"),
+            "accuracy_verdict": _get(results, ("accuracy", "verdict")) or "none",
+            "loadgen_version": results.get("loadgen_version") or found["loadgen_version"],
+            "dataset_fingerprint": _get(results, ("dataset", "fingerprint")),
+            "model_fingerprint": model_fingerprint(results),
+        }
+    return {k: (json.dumps(v) if isinstance(v, bool) else str(v)) for k, v in found.items() if v is not None}

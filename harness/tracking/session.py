@@ -1,0 +1,194 @@
+"""The CLI's tracking: one MLflow run per job, a parent run per round, and what to do on trouble.
+
+A run is opened before the benchmark starts (so a dead store with ``tracking.required=true``
+fails before minutes of benchmarking) and closed after it, FINISHED or FAILED, with whatever
+the run directory holds by then. A store that cannot be reached is reported once, in one line,
+and the benchmark carries on with its local results; with ``tracking.required=true`` the same
+problem raises TrackingError (exit 5). Nothing here knows about Hydra: the CLI passes a JobInfo.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.config import HarnessConfig, TrackingConfig, to_dict
+from harness.errors import TrackingError
+from harness.redact import Redactor
+from harness.results import RESULTS_FILE, RunResult
+from harness.tracking import schema
+from harness.tracking.store import Store
+
+log = logging.getLogger(__name__)
+
+ROUND_TABLE = "round_table.txt"
+MULTIRUN_FILE = "multirun.yaml"  # Hydra's record of the sweep, in the round directory
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """Where and how one job runs: the facts the CLI takes from Hydra."""
+
+    output_dir: Path
+    overrides: tuple[str, ...] = ()  # this job's own overrides: `harness <overrides>` repeats it
+    round_dir: Path | None = None  # the sweep directory when the job is part of a round (-m)
+    job_num: int | None = None
+    argv: tuple[str, ...] = ()  # the process's command line
+
+
+@dataclass
+class TrackedRun:
+    """An open MLflow run of one job."""
+
+    store: Store
+    run_id: str
+    tracking: TrackingConfig
+    config: dict[str, Any]
+    env: Mapping[str, Any]
+    job: JobInfo
+    redactor: Redactor
+
+
+@dataclass
+class _Round:
+    store: Store
+    run_id: str
+    tracking: TrackingConfig
+    round_dir: Path
+    redactor: Redactor
+    jobs: int = 0
+
+
+@dataclass
+class TrackingSession:
+    """Tracking state of one process: open stores, the round's parent run, stores reported dead."""
+
+    _stores: dict[tuple[str | None, str], Store] = field(default_factory=dict)
+    _dead: set[tuple[str | None, str]] = field(default_factory=set)
+    _rounds: dict[tuple[str, str], _Round] = field(default_factory=dict)
+
+    def start(self, config: HarnessConfig, job: JobInfo, env: Mapping[str, Any],
+              redactor: Redactor) -> TrackedRun | None:
+        """Open the job's MLflow run (and the round's parent on the first job); None when not tracking."""
+        tracking = config.tracking
+        if tracking.backend != "mlflow":
+            return None
+        key = (tracking.uri, tracking.experiment)
+        if key in self._dead:
+            if tracking.required:
+                raise TrackingError(f"MLflow store {tracking.uri} unreachable (see above) and tracking.required=true")
+            return None
+        try:
+            store = self._stores.get(key) or Store.open(tracking)
+            self._stores[key] = store
+            plain = to_dict(config)
+            parent = self._round(store, tracking, job, env, redactor) if job.round_dir is not None else None
+            run_tags = {**schema.tags(plain, None, env), "role": "job", "run_dir": str(job.output_dir),
+                        "overrides": shlex.join(job.overrides)}
+            if parent is not None:
+                run_tags |= {"round": parent.run_id, "job_num": str(job.job_num)}
+            run_id = store.start_run(job.output_dir.name, _clean_tags(run_tags, redactor),
+                                     parent.run_id if parent else None)
+            store.log(run_id, params=schema.flatten(redactor.data(plain)))
+        except TrackingError as exc:
+            self._trouble(key, tracking, exc, job.output_dir, "start")
+            return None
+        if parent is not None:
+            parent.jobs += 1
+        log.info("tracking: MLflow run %s in %s (experiment %s)", run_id, store.uri, tracking.experiment)
+        return TrackedRun(store, run_id, tracking, plain, env, job, redactor)
+
+    def finish(self, run: TrackedRun | None, result: RunResult | None, error: BaseException | None) -> None:
+        """Log metrics, tags and the run directory, then close the run FINISHED, FAILED or KILLED."""
+        if run is None:
+            return
+        results = result.to_json() if result is not None else _read_results(run.job.output_dir)
+        status = "FINISHED" if error is None else ("FAILED" if isinstance(error, Exception) else "KILLED")
+        run_tags = schema.tags(run.config, results, run.env)
+        if error is not None:
+            run_tags["error"] = f"{type(error).__name__}: {error}"[:5000]
+        try:
+            run.store.log(run.run_id, metrics=schema.metrics(results or {}),
+                          tags=_clean_tags(run_tags, run.redactor))
+            run.store.log_dir(run.run_id, run.job.output_dir, run.redactor)
+            run.store.end(run.run_id, status)
+        except TrackingError as exc:
+            key = (run.tracking.uri, run.tracking.experiment)
+            self._trouble(key, run.tracking, exc, run.job.output_dir, f"MLflow run {run.run_id} is incomplete")
+            return
+        log.info("tracking: logged MLflow run %s (%s) to %s", run.run_id, status, run.store.uri)
+
+    def end_rounds(self, table: str | None, failed: bool) -> None:
+        """Close the round's parent run: the round table, Hydra's multirun.yaml and the job count."""
+        for rnd in self._rounds.values():
+            try:
+                if table:
+                    rnd.store.log_text(rnd.run_id, rnd.redactor.text(table) + "\n", ROUND_TABLE)
+                sweep = rnd.round_dir / MULTIRUN_FILE
+                if sweep.is_file():
+                    rnd.store.log_text(rnd.run_id, rnd.redactor.bytes(sweep.read_bytes()).decode("utf-8", "replace"),
+                                       MULTIRUN_FILE)
+                rnd.store.log(rnd.run_id, metrics={"jobs": rnd.jobs})
+                rnd.store.end(rnd.run_id, "FAILED" if failed else "FINISHED")
+            except TrackingError as exc:
+                key = (rnd.tracking.uri, rnd.tracking.experiment)
+                self._trouble(key, rnd.tracking, exc, rnd.round_dir,
+                              f"the round's MLflow run {rnd.run_id} is incomplete")
+        self._rounds.clear()
+
+    def _round(self, store: Store, tracking: TrackingConfig, job: JobInfo, env: Mapping[str, Any],
+               redactor: Redactor) -> _Round:
+        key = (store.uri, store.experiment_id)
+        if key not in self._rounds:
+            assert job.round_dir is not None
+            harness = env.get("harness", {})
+            round_tags = {"role": "round", "run_dir": str(job.round_dir), "command": shlex.join(job.argv),
+                          "harness_version": harness.get("version"), "git_commit": harness.get("git_commit"),
+                          "git_dirty": harness.get("git_dirty"), "metric_schema": schema.METRIC_SCHEMA,
+                          "loadgen_version": (env.get("loadgen") or {}).get("version")}
+            name = "round " + "/".join(job.round_dir.parts[-2:])
+            run_id = store.start_run(name, _clean_tags(round_tags, redactor))
+            self._rounds[key] = _Round(store, run_id, tracking, job.round_dir, redactor)
+            log.info("tracking: round parent run %s", run_id)
+        return self._rounds[key]
+
+    def _trouble(self, key: tuple[str | None, str], tracking: TrackingConfig, exc: TrackingError, where: Path,
+                 consequence: str) -> None:
+        """Fatal with tracking.required, else one warning line per store.
+
+        ``consequence`` is "start" when the run was not opened (then nothing was logged, and a
+        required store stops the job before the benchmark), else what is left incomplete.
+        """
+        if tracking.required:
+            if consequence == "start":
+                raise TrackingError(f"{exc} and tracking.required=true: the benchmark was not run") from exc
+            raise TrackingError(f"{exc} and tracking.required=true: {consequence}; "
+                                f"local results in {where}") from exc
+        if key in self._dead:
+            return
+        self._dead.add(key)
+        what = "nothing was logged to MLflow" if consequence == "start" else consequence
+        log.warning("tracking: %s: %s; local results in %s", exc, what, where)
+
+
+def _clean_tags(tags: Mapping[str, Any], redactor: Redactor) -> dict[str, str]:
+    out = {}
+    for key, value in tags.items():
+        if value is None:
+            continue
+        text = json.dumps(value) if isinstance(value, bool) else str(value)
+        out[key] = redactor.text(text)[:5000]  # MLflow's tag value limit is 8000 characters
+    return out
+
+
+def _read_results(output_dir: Path) -> dict[str, Any] | None:
+    """results.json of a run that ended with an error after writing it, if it did."""
+    try:
+        return json.loads((output_dir / RESULTS_FILE).read_text())
+    except (OSError, ValueError):
+        return None

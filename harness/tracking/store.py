@@ -1,0 +1,231 @@
+"""One MLflow tracking store: opened with short network timeouts, written, and read back.
+
+Only the tracking package imports MLflow, and only when ``tracking=mlflow`` (importing it costs
+seconds). Every failure to reach or write the store becomes a TrackingError with one short
+line, so the caller decides whether it is fatal (``tracking.required``) or a warning.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from harness.config import CONF_DIR, TrackingConfig
+from harness.errors import TrackingError
+from harness.redact import Redactor
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+log = logging.getLogger(__name__)
+
+SQLITE_PREFIX = "sqlite:///"
+ARTIFACTS_DIR = "mlartifacts"  # beside a local SQLite store, like `mlflow server` does
+# Files whose secrets sit under keys, not only in text: rewritten key by key before upload.
+STRUCTURED = {".json": "json", ".yaml": "yaml", ".yml": "yaml"}
+STRUCTURED_MAX_BYTES = 1 << 20  # accuracy logs can be large and hold token ids only: text scrub suffices
+
+
+def default_uri() -> str:
+    """The store ``tracking=mlflow`` uses when ``tracking.uri`` is not given (conf/tracking/mlflow.yaml)."""
+    from omegaconf import OmegaConf
+
+    return str(OmegaConf.to_container(OmegaConf.load(CONF_DIR / "tracking" / "mlflow.yaml"), resolve=True)["uri"])
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (relative paths against the current directory)."""
+    if not uri.startswith(SQLITE_PREFIX) or uri.endswith(":memory:"):
+        return None
+    return Path(uri[len(SQLITE_PREFIX):]).absolute()
+
+
+def resolve_uri(uri: str) -> str:
+    """Absolute form of a local SQLite URI, so logs and `mlflow ui` name one unambiguous file."""
+    path = sqlite_path(uri)
+    return f"{SQLITE_PREFIX}{path}" if path is not None else uri
+
+
+def configure_http(timeout_s: int, retries: int) -> None:
+    """Short MLflow HTTP timeouts: a dead tracking server costs seconds, never a hang.
+
+    MLflow reads these on every request. Backoff without jitter keeps the bound predictable.
+    """
+    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(timeout_s)
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(retries)
+    os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = "1"
+    os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_JITTER"] = "0"
+
+
+def _quiet_mlflow() -> None:
+    # MLflow and alembic log schema migrations at INFO through the root logger Hydra configured,
+    # and urllib3 a "Retrying ..." warning per retry: the harness reports a dead store in one line.
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
+
+
+_ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\"()\]]+)")
+
+
+def short(exc: BaseException) -> str:
+    """The reason in a few words: MLflow's messages wrap whole urllib3 error chains."""
+    text = " ".join(str(exc).split())
+    errno = _ERRNO.search(text)
+    if errno:
+        return errno.group(1).strip().rstrip(":")
+    if "timed out" in text.lower() or "timeout" in text.lower():
+        return f"no answer within {os.environ.get('MLFLOW_HTTP_REQUEST_TIMEOUT', '?')} s"
+    return f"{type(exc).__name__}: {text[:200]}{'...' if len(text) > 200 else ''}"
+
+
+def client(uri: str, config: TrackingConfig | None = None) -> MlflowClient:
+    """An MlflowClient for ``uri`` with the harness's network bounds (from ``config`` or defaults)."""
+    config = config or TrackingConfig(backend="mlflow", uri=uri)
+    configure_http(config.timeout_s, config.retries)
+    from mlflow import MlflowClient
+
+    _quiet_mlflow()  # after the import: importing mlflow sets its own logger's level
+    return MlflowClient(tracking_uri=resolve_uri(uri))
+
+
+@dataclass
+class Store:
+    """An opened store and the experiment runs go to."""
+
+    uri: str
+    client: MlflowClient
+    experiment_id: str
+
+    @classmethod
+    def open(cls, config: TrackingConfig) -> Store:
+        """Connect (creating a local database and the experiment when needed) or raise TrackingError."""
+        uri = resolve_uri(config.uri or default_uri())
+        db = sqlite_path(uri)
+        try:
+            if db is not None:
+                db.parent.mkdir(parents=True, exist_ok=True)
+            mlflow_client = client(uri, config)
+            experiment = mlflow_client.get_experiment_by_name(config.experiment)
+            if experiment is not None:
+                return cls(uri, mlflow_client, experiment.experiment_id)
+            location = config.artifact_location
+            if location is None and db is not None:
+                location = str(db.parent / ARTIFACTS_DIR)
+            if location is not None and "://" not in location:
+                location = Path(location).absolute().as_uri()
+            try:
+                experiment_id = mlflow_client.create_experiment(config.experiment, artifact_location=location)
+            except Exception:  # another process created it first
+                experiment = mlflow_client.get_experiment_by_name(config.experiment)
+                if experiment is None:
+                    raise
+                experiment_id = experiment.experiment_id
+        except Exception as exc:  # any failure to reach the store is reported the same way
+            raise TrackingError(f"MLflow store {uri} unreachable ({short(exc)})") from exc
+        return cls(uri, mlflow_client, experiment_id)
+
+    def call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """One MLflow call; its failure becomes a TrackingError naming the store and the step."""
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            raise TrackingError(f"MLflow store {self.uri}: {what} failed ({short(exc)})") from exc
+
+    def start_run(self, name: str, tags: Mapping[str, str], parent_id: str | None = None) -> str:
+        tags = dict(tags)
+        if parent_id:
+            tags["mlflow.parentRunId"] = parent_id  # what the MLflow UI nests runs by
+        run = self.call("creating a run", self.client.create_run, self.experiment_id, run_name=name, tags=tags)
+        return run.info.run_id
+
+    def log(self, run_id: str, params: Mapping[str, str] | None = None, metrics: Mapping[str, float] | None = None,
+            tags: Mapping[str, str] | None = None) -> None:
+        """Params, metrics and tags in one batch (MLflow splits it into requests of its limits)."""
+        from mlflow.entities import Metric, Param, RunTag
+
+        now = int(time.time() * 1000)
+        self.call("logging params/metrics/tags", self.client.log_batch, run_id,
+                  metrics=[Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()],
+                  params=[Param(k, str(v)) for k, v in (params or {}).items()],
+                  tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()])
+
+    def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
+        self.call(f"logging {artifact_file}", self.client.log_text, run_id, text, artifact_file)
+
+    def log_dir(self, run_id: str, directory: Path, redactor: Redactor, artifact_path: str | None = None) -> None:
+        """Upload ``directory`` as the run's artifacts, laid out as on disk, secrets masked."""
+        with tempfile.TemporaryDirectory(prefix="harness-artifacts-") as staging:
+            stage_redacted(Path(directory), Path(staging), redactor)
+            self.call("uploading artifacts", self.client.log_artifacts, run_id, staging, artifact_path)
+
+    def end(self, run_id: str, status: str) -> None:
+        self.call("closing the run", self.client.set_terminated, run_id, status)
+
+
+def stage_redacted(source: Path, target: Path, redactor: Redactor) -> list[Path]:
+    """Copy every file of ``source`` into ``target`` with secrets masked; returns the copies.
+
+    Files without secrets are copied byte for byte (``accuracy.txt`` holds the sha256 of the
+    accuracy log, which must still match).
+    """
+    copies = []
+    for path in sorted(p for p in source.rglob("*") if p.is_file() and not p.is_symlink()):
+        dest = target / path.relative_to(source)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        raw = path.read_bytes()
+        cleaned = _redact_structured(path, raw, redactor)
+        cleaned = redactor.bytes(cleaned if cleaned is not None else raw)
+        if cleaned == raw:
+            shutil.copyfile(path, dest)
+        else:
+            dest.write_bytes(cleaned)
+        copies.append(dest)
+    return copies
+
+
+def _redact_structured(path: Path, raw: bytes, redactor: Redactor) -> bytes | None:
+    """A JSON/YAML file rewritten with secret keys masked, or None when nothing changes."""
+    kind = STRUCTURED.get(path.suffix)
+    if kind is None or len(raw) > STRUCTURED_MAX_BYTES:
+        return None
+    try:
+        data = json.loads(raw) if kind == "json" else yaml.safe_load(raw)
+    except (ValueError, yaml.YAMLError):
+        return None
+    cleaned = redactor.data(data)
+    if cleaned == data:
+        return None
+    if kind == "json":
+        return (json.dumps(cleaned, indent=2) + "\n").encode()
+    return yaml.safe_dump(cleaned, sort_keys=False).encode()
+
+
+def download_run_dir(run_id: str, tracking_uri: str | None = None, dest: Path | None = None) -> Path:
+    """Fetch a run's artifacts into a local directory laid out like its run directory.
+
+    ``tracking_uri`` defaults to the harness's store (``MLFLOW_TRACKING_URI`` or
+    ``sqlite:///runs/mlflow.db``); ``dest`` to a new temporary directory. Returns the directory
+    holding ``results.json``, ``config.json``, ``performance/``, ``accuracy/``, ... Raises
+    TrackingError when the store or run cannot be read.
+    """
+    uri = resolve_uri(tracking_uri or default_uri())
+    dest = Path(dest) if dest is not None else Path(tempfile.mkdtemp(prefix=f"harness-run-{run_id[:8]}-"))
+    dest.mkdir(parents=True, exist_ok=True)
+    mlflow_client = client(uri)
+    try:
+        local = mlflow_client.download_artifacts(run_id, "", str(dest))
+    except Exception as exc:
+        raise TrackingError(f"cannot download the artifacts of run {run_id} from {uri} ({short(exc)})") from exc
+    return Path(local)
