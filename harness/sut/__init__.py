@@ -31,6 +31,7 @@ REGISTRY: dict[str, tuple[str, str, str]] = {
     "oracle": ("harness.sut.fakes", "OracleParams", "OracleSUT"),
     "failing": ("harness.sut.fakes", "FailingParams", "FailingSUT"),
     "null": ("harness.sut.fakes", "NullParams", "NullSUT"),
+    "hf": ("harness.sut.hf", "HFParams", "HFSUT"),  # torch/transformers: imported only when chosen
 }
 
 

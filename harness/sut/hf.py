@@ -1,0 +1,249 @@
+"""The in-process torch/transformers SUT (``sut=hf``): any local Hugging Face causal-LM directory.
+
+Decoding is greedy (MLPerf rule): output ids exclude the prompt, stop at EOS (reported once) or
+at the benchmark's ``max_new_tokens``. Prompts are tokenized in :meth:`HFSUT.load`, outside the
+timed path. Offline batches (length-sorted by the bridge) run through ``model.generate`` with left
+padding; Server and SingleStream stream through :class:`InflightDecoder`, where new requests join
+the running batch at step boundaries. ``model_path: null`` loads the embedded tiny model
+(:mod:`harness.sut.tiny_model`) through this same path. Nothing is downloaded: the hub client
+runs offline and every load is ``local_files_only``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from harness.errors import ConfigError, SUTError
+from harness.sut.base import Completion, Sample, TokenStream
+
+if TYPE_CHECKING:
+    import torch
+
+    from harness.sut import SUTContext
+
+log = logging.getLogger(__name__)
+
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+
+
+@dataclass(frozen=True)
+class HFParams:
+    """Settings of ``sut=hf`` (conf/sut/hf.yaml)."""
+
+    model_path: str | None = None  # a local Hugging Face directory; null = the embedded tiny model
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bfloat16 on CUDA, else float32
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: cuda when available
+    max_batch_size: int = 32  # Offline batch size, and the most requests decoded together when streaming
+    trust_remote_code: bool = False  # run Python code shipped with the model directory
+    seed: int = 0  # torch's RNG, and the embedded tiny model's random weights
+    # CUDA only, opt-in: stream one request at a time through generate() with a static KV cache,
+    # which transformers compiles with CUDA graphs; for SingleStream (no in-flight batching).
+    cuda_fast_decode: bool = False
+
+
+class HFTokenizer:
+    """A Hugging Face tokenizer seen through harness.sut.base.Tokenizer."""
+
+    def __init__(self, tokenizer: Any, eos_token_id: int | None) -> None:
+        self.hf = tokenizer
+        self.eos_token_id = eos_token_id
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.hf.encode(text))  # with the model's own special tokens (e.g. BOS)
+
+    def decode(self, token_ids: Sequence[int]) -> str:
+        # skip_special_tokens: the MLPerf accuracy scripts detokenize this way (no EOS/pad text).
+        return self.hf.decode([int(t) for t in token_ids], skip_special_tokens=True)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("sut.device=cuda, but CUDA is not available (use sut.device=cpu or auto)")
+    return device
+
+
+def resolve_dtype(dtype: str, device: str) -> torch.dtype:
+    import torch
+
+    if dtype == "auto":
+        dtype = "bfloat16" if device == "cuda" else "float32"  # bf16 matmuls are slow on most CPUs
+    return getattr(torch, dtype)
+
+
+def model_dir(params: HFParams) -> Path:
+    """The directory to load: ``sut.model_path``, or the embedded model (created on first use)."""
+    if params.model_path is None:
+        from harness.sut.tiny_model import TinyRecipe, ensure_tiny_model
+
+        return ensure_tiny_model(TinyRecipe(seed=params.seed))
+    path = Path(params.model_path).expanduser()
+    if not path.is_dir():
+        raise ConfigError(f"sut.model_path: no model directory at {path}")
+    if not (path / "config.json").is_file():
+        raise SUTError(f"sut.model_path: {path} is not a Hugging Face model directory (no config.json)")
+    return path
+
+
+def load_model(path: Path, *, dtype: torch.dtype, device: str, trust_remote_code: bool) -> tuple[Any, Any]:
+    """Model (eval mode, on ``device``) and tokenizer from a local directory; SUTError names the path."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # belt and braces with local_files_only below
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # "Loading weights" bars would clutter the run's log
+    common = {"local_files_only": True, "trust_remote_code": trust_remote_code}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, **common)
+    except Exception as exc:
+        if not any((path / f).is_file() for f in _TOKENIZER_FILES):
+            raise SUTError(f"cannot load the tokenizer in {path}: none of {', '.join(_TOKENIZER_FILES)} "
+                           "is there") from exc
+        raise SUTError(f"cannot load the tokenizer in {path}: {_first_line(exc)}") from exc
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, use_safetensors=True, **common)
+    except Exception as exc:
+        hint = " (set sut.trust_remote_code=true to run its code)" if "trust_remote_code" in str(exc) else ""
+        raise SUTError(f"cannot load the model in {path}: {_first_line(exc)}{hint}") from exc
+    return model.to(device).eval(), tokenizer
+
+
+def eos_ids(model: Any, tokenizer: Any) -> frozenset[int]:
+    """The checkpoint's stop tokens: generation_config (may be a list, as in Llama 3), else the tokenizer's."""
+    for source in (model.generation_config.eos_token_id, model.config.eos_token_id, tokenizer.eos_token_id):
+        if source is not None:
+            return frozenset([source] if isinstance(source, int) else source)
+    raise SUTError("the model defines no EOS token (generation_config.json, config.json or the tokenizer)")
+
+
+def until_eos(tokens: Sequence[int], eos: frozenset[int]) -> tuple[int, ...]:
+    """Tokens up to and including the first EOS: at most one trailing EOS (MLPerf TEST06)."""
+    for i, t in enumerate(tokens):
+        if t in eos:
+            return tuple(tokens[:i + 1])
+    return tuple(tokens)
+
+
+class HFSUT:
+    """A causal LM in this process: batched generate() for Offline, in-flight batching for streaming."""
+
+    name = "hf"
+    streaming = True
+    concurrency = 1  # one model, one caller: a second Offline worker would only contend for it
+
+    def __init__(self, model: Any, tokenizer: Any, *, params: HFParams, max_new_tokens: int, path: Path) -> None:
+        import torch
+        from transformers import GenerationConfig
+
+        from harness.sut.hf_inflight import InflightDecoder
+
+        if max_new_tokens < 1:
+            raise ConfigError(f"benchmark.max_new_tokens must be at least 1, got {max_new_tokens}")
+        if params.max_batch_size < 1:
+            raise ConfigError(f"sut.max_batch_size must be at least 1, got {params.max_batch_size}")
+        self.model = model
+        self.path = path
+        self.params = params
+        self.max_new_tokens = max_new_tokens
+        self.max_batch_size = params.max_batch_size
+        self.device = next(model.parameters()).device
+        self.eos = eos_ids(model, tokenizer)
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos)
+        self.pad_id = int(pad)
+        eos_token = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else min(self.eos)
+        self.tokenizer = HFTokenizer(tokenizer, eos_token)
+        # The checkpoint's own sampling defaults (temperature, top_p, repetition penalty...) must not
+        # leak into generate(): MLPerf decodes greedily, so the SUT owns the generation config.
+        model.generation_config = GenerationConfig(eos_token_id=sorted(self.eos), pad_token_id=self.pad_id,
+                                                   bos_token_id=tokenizer.bos_token_id, do_sample=False, num_beams=1)
+        self.generation_config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
+                                                  eos_token_id=sorted(self.eos), pad_token_id=self.pad_id)
+        self.max_positions = getattr(model.config, "max_position_embeddings", None)
+        self._prompts: dict[int, list[int]] = {}
+        self._torch = torch
+        if params.cuda_fast_decode:
+            from harness.sut.hf_fast import SerialDecoder
+
+            self.decoder: Any = SerialDecoder(model, self.generation_config, static_cache=True)
+        else:
+            self.decoder = InflightDecoder(model, eos_ids=self.eos, max_new_tokens=max_new_tokens,
+                                           max_batch_size=params.max_batch_size, pad_id=self.pad_id)
+        self._warm_up()
+
+    @classmethod
+    def create(cls, params: HFParams, ctx: SUTContext) -> HFSUT:
+        import torch
+
+        device = resolve_device(params.device)
+        if params.cuda_fast_decode and device != "cuda":
+            raise ConfigError("sut.cuda_fast_decode=true needs CUDA (sut.device=cuda or auto on a GPU machine)")
+        torch.manual_seed(params.seed)
+        path = model_dir(params)
+        model, tokenizer = load_model(path, dtype=resolve_dtype(params.dtype, device), device=device,
+                                      trust_remote_code=params.trust_remote_code)
+        log.info("sut=hf: %s (%s, %s parameters) on %s, %s", path, type(model).__name__,
+                 f"{sum(p.numel() for p in model.parameters()):,}", device, next(model.parameters()).dtype)
+        return cls(model, tokenizer, params=params, max_new_tokens=ctx.max_new_tokens, path=path)
+
+    # -- the SUT protocol ------------------------------------------------------------------
+    def load(self, samples: Sequence[Sample]) -> None:
+        """Tokenize prompts now: LoadGen calls this before timing starts."""
+        too_long = 0
+        for s in samples:
+            if s.index not in self._prompts:
+                ids = self.tokenizer.encode(s.prompt)
+                self._prompts[s.index] = ids
+                if self.max_positions and len(ids) + self.max_new_tokens > self.max_positions:
+                    too_long += 1
+        if too_long:
+            log.warning("%d prompts plus max_new_tokens=%d exceed the model's %d positions", too_long,
+                        self.max_new_tokens, self.max_positions)
+        if self.params.cuda_fast_decode and self._prompts:
+            # Compile (CUDA graphs) for the longest prompt now, outside the timed path.
+            self.decoder.warm_up(max(self._prompts.values(), key=len))
+
+    def prompt_ids(self, sample: Sample) -> list[int]:
+        ids = self._prompts.get(sample.index)
+        return ids if ids is not None else self.tokenizer.encode(sample.prompt)
+
+    def generate(self, batch: Sequence[Sample]) -> list[Completion]:
+        from harness.sut.hf_inflight import left_pad
+
+        ids, mask, _ = left_pad([self.prompt_ids(s) for s in batch], self.pad_id, self.device)
+        with self._torch.inference_mode():
+            out = self.model.generate(input_ids=ids, attention_mask=mask, generation_config=self.generation_config)
+        new = out[:, ids.shape[1]:].tolist()
+        return [Completion(s.index, until_eos(row, self.eos)) for s, row in zip(batch, new, strict=True)]
+
+    def submit(self, sample: Sample, stream: TokenStream) -> None:
+        self.decoder.submit(self.prompt_ids(sample), stream)
+
+    def close(self) -> None:
+        self.decoder.close()
+        if self.device.type == "cuda":
+            self._torch.cuda.empty_cache()
+
+    def _warm_up(self) -> None:
+        """One tiny generate, so one-time initialisation is not charged to the first sample."""
+        ids = self.tokenizer.encode("Warm up.") or [self.pad_id]
+        warm = copy.deepcopy(self.generation_config)
+        warm.max_new_tokens = 2
+        with self._torch.inference_mode():
+            self.model.generate(input_ids=self._torch.tensor([ids], device=self.device),
+                                attention_mask=self._torch.ones((1, len(ids)), dtype=self._torch.long,
+                                                                device=self.device),
+                                generation_config=warm)
