@@ -64,6 +64,20 @@ class LatencyLimits:
 
 
 @dataclass(frozen=True)
+class LengthGuard:
+    """MLPerf's output-length check: ``metric`` within [min_ratio, max_ratio] x ``reference``.
+
+    ``gen_len`` (total characters) is a dataset total, so it is scaled to the samples scored;
+    ``tokens_per_sample`` is a mean and is not.
+    """
+
+    metric: Literal["gen_len", "tokens_per_sample"]
+    reference: float
+    min_ratio: float = 0.9
+    max_ratio: float | None = 1.1
+
+
+@dataclass(frozen=True)
 class BenchmarkConfig:
     """Which MLPerf benchmark is emulated: model key, prompt, generation limits and targets."""
 
@@ -72,23 +86,46 @@ class BenchmarkConfig:
     submission_name: str  # folder name in a submission tree, e.g. llama3.1-8b
     max_new_tokens: int = 128
     official: bool = False
+    # ``{input}`` is the record's input; ``{system}`` (optional) its system prompt rendered
+    # through ``system_template``, or "" when the record has none (Llama 2 chat).
     prompt_template: str = "{input}"
+    system_template: str = "{system}"
+    # Inputs are cut (token-wise, with the SUT's tokenizer) so the whole prompt fits; null = no limit.
+    max_input_tokens: int | None = None
     # Sample count mlperf.conf expects; official runs must use the full dataset.
     official_sample_count: int | None = None
     latency: dict[str, LatencyLimits] = field(default_factory=dict)
     # Reference scores (e.g. rouge1: 38.7792) and the fraction of them a run must reach.
     accuracy_reference: dict[str, float] = field(default_factory=dict)
     accuracy_target: float = 0.99
+    # Or take the reference scores from an earlier run (its directory or results.json), e.g.
+    # the fp32 run of the same model; accuracy_target then applies to those.
+    accuracy_reference_run: str | None = None
+    accuracy_length: LengthGuard | None = None
+
+
+DatasetFormat = Literal["auto", "cnn_dailymail", "open_orca", "sharegpt", "table"]
 
 
 @dataclass(frozen=True)
 class DatasetConfig:
-    """Where the samples come from; ``path: null`` means the sample bundled with the package."""
+    """Where the samples come from; ``path: null`` means the sample bundled with the package.
+
+    ``format`` picks the reader's field layout (``auto`` recognises the MLPerf and Hugging Face
+    layouts by their columns); ``prompt_field`` / ``reference_field`` name the fields directly.
+    """
 
     name: str = "bundled"
     path: str | None = None
-    input_field: str = "article"
-    reference_field: str = "highlights"
+    format: DatasetFormat = "auto"
+    prompt_field: str | None = None
+    reference_field: str | None = None
+    system_field: str | None = None
+    # The prompt field already holds the full prompt (MLPerf's preprocessed files); null = the
+    # layout decides.
+    templated: bool | None = None
+    # Keep only records whose fields equal these values, e.g. {dataset: OpenOrca} for Mixtral.
+    where: dict[str, Any] = field(default_factory=dict)
     n_samples: int | None = None
     seed: int = 0
 

@@ -100,13 +100,32 @@ def summary(result: RunResult) -> str:
             lines.append(f"  TTFT / TPOT p99 {_ms(result.ttft_ms)} / {_ms(result.tpot_ms)}"
                          + (f"  (limits {limits.ttft_ms:g} / {limits.tpot_ms:g} ms)" if limits else ""))
     if result.accuracy is not None:
-        shown = ", ".join(f"{k}={v}" for k, v in result.accuracy.items() if not isinstance(v, (dict, list)))
-        lines.append(f"  accuracy    {shown}")
+        lines += accuracy_lines(result.accuracy)
     if result.errors or result.loadgen_errors:
         lines.append(f"  errors      {result.errors} failed samples, {result.loadgen_errors} LoadGen errors")
         lines += [f"    {m}" for m in result.error_messages[:5]]
     lines.append(f"  output      {result.output_dir}")
     return "\n".join(lines)
+
+
+def accuracy_lines(accuracy: dict[str, Any]) -> list[str]:
+    """The accuracy verdict and scores, each ROUGE score with its target when there is one."""
+    scores, targets = accuracy.get("scores", {}), accuracy.get("targets", {})
+    shown = []
+    for key in ("rouge1", "rouge2", "rougeL", "rougeLsum"):
+        if key in scores:
+            target = targets.get(key)
+            shown.append(f"{key} {scores[key]:.4f}" + (f" (>= {target:g})" if target is not None else ""))
+    verdict = accuracy.get("verdict", "?")
+    head = "no target" if verdict == "NO_TARGET" else verdict
+    lines = [f"  accuracy    {head}: " + ", ".join(shown)]
+    lines.append(f"              {scores.get('gen_num', '?')} samples, gen_len {scores.get('gen_len', '?')}, "
+                 f"{scores.get('tokens_per_sample', '?')} tokens/sample; sentences: {accuracy.get('splitter', '?')}")
+    lines += [f"              failed: {f}" for f in accuracy.get("failed", [])]
+    compliance = accuracy.get("compliance")
+    if compliance and not compliance.get("passed", True):
+        lines.append("              compliance: " + "; ".join(compliance.get("lines", [])[:3]))
+    return lines
 
 
 def round_table(results: list[RunResult]) -> str:

@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING
 
 from harness import __version__
 from harness.accuracy import decode_accuracy_log, read_accuracy_log
+from harness.accuracy.compliance import ComplianceResult, verify_accuracy_log
 from harness.config import HarnessConfig, to_dict
 from harness.datasets import Dataset, load_dataset
-from harness.errors import ConfigError, OutputError, ResultError, SUTError
+from harness.datasets.prompts import build_samples
+from harness.errors import AccuracyError, ConfigError, OutputError, ResultError, SUTError
 from harness.loadgen import settings as lg_settings
 from harness.loadgen.logs import PerformanceResult, parse_detail_log, performance_result
 from harness.loadgen.process import run_in_process
@@ -49,16 +51,6 @@ class Plan:
         return cls(("performance", "accuracy") if mode == "submission" else (mode,))
 
 
-def build_samples(config: HarnessConfig, dataset: Dataset) -> list[Sample]:
-    """QSL samples: the benchmark's prompt template applied to each record's input."""
-    template = config.benchmark.prompt_template
-    if "{input}" not in template:
-        raise ConfigError("benchmark.prompt_template must contain '{input}'")
-    # str.replace, not str.format: articles contain braces.
-    return [Sample(i, template.replace("{input}", r.input), r.input, r.reference)
-            for i, r in enumerate(dataset.records)]
-
-
 def prepare_output_dir(output_dir: Path) -> Path:
     """Create the run directory and prove it is writable, before anything expensive."""
     try:
@@ -79,30 +71,68 @@ def check_official(config: HarnessConfig, dataset: Dataset) -> None:
                           f"{config.benchmark.model_key}); {dataset.source} has {len(dataset)}")
 
 
-def open_sut(config: HarnessConfig, samples: list[Sample]) -> SUT:
+def sut_context(config: HarnessConfig, samples: list[Sample]) -> SUTContext:
     corpus = [s.prompt for s in samples] + [s.reference or "" for s in samples]
-    return build_sut(config.sut, SUTContext(corpus=corpus, max_new_tokens=config.benchmark.max_new_tokens))
+    return SUTContext(corpus=corpus, max_new_tokens=config.benchmark.max_new_tokens)
 
 
-def run_one_test(config: HarnessConfig, samples: list[Sample], test: str, test_dir: Path, user_conf: Path,
-                 model_key: str) -> BridgeStats:
+def open_sut(config: HarnessConfig, samples: list[Sample]) -> SUT:
+    return build_sut(config.sut, sut_context(config, samples))
+
+
+@dataclass(frozen=True)
+class TestOutcome:
+    """What a test process reports back: the bridge's counts and, after an accuracy test, the
+    TEST06-style compliance checks of its log."""
+
+    stats: BridgeStats
+    compliance: ComplianceResult | None = None
+
+
+def run_one_test(config: HarnessConfig, dataset: Dataset, test: str, test_dir: Path, user_conf: Path,
+                 model_key: str) -> TestOutcome:
     """One LoadGen test with a freshly built SUT; runs inside the test process.
 
-    After an accuracy test the outputs are decoded with the SUT's own tokenizer into
-    ``predictions.json`` (QSL index -> text), while the tokenizer is at hand.
+    Prompts are truncated here when the benchmark limits input length, since that needs the
+    SUT's tokenizer. After an accuracy test the outputs are decoded with that tokenizer into
+    ``predictions.json`` (QSL index -> text) and the log's compliance is checked, while the
+    tokenizer is at hand.
     """
     from harness.loadgen.bridge import run_test  # imports LoadGen: only in the test process
 
+    samples = build_samples(config.benchmark, dataset)
     sut = open_sut(config, samples)
     try:
+        if config.benchmark.max_input_tokens:
+            samples = build_samples(config.benchmark, dataset, sut.tokenizer)
         stats = run_test(sut, samples, scenario=config.scenario.loadgen_scenario, mode=test, model_key=model_key,
                          user_conf=user_conf, outdir=test_dir, options=config.run)
+        compliance = None
         if test == "accuracy" and not stats.errors:
             texts = decode_accuracy_log(test_dir / ACCURACY_LOG, sut.tokenizer.decode)
             (test_dir / PREDICTIONS).write_text(json.dumps(texts, indent=1, ensure_ascii=False) + "\n")
-        return stats
+            compliance = verify_accuracy_log(test_dir / ACCURACY_LOG, sut.tokenizer.eos_token_id, test_dir)
+        return TestOutcome(stats, compliance)
     finally:
         sut.close()
+
+
+def score_accuracy(config: HarnessConfig, dataset: Dataset, test_dir: Path,
+                   compliance: ComplianceResult | None) -> dict:
+    """The ``accuracy`` section of results.json; writes ``accuracy.txt`` beside the log."""
+    from harness.accuracy.report import score_accuracy_log, write_accuracy_txt
+
+    try:
+        raw = json.loads((test_dir / PREDICTIONS).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise AccuracyError(f"cannot read decoded predictions {test_dir / PREDICTIONS}: {exc}") from exc
+    predictions = {int(k): v for k, v in raw.items()}
+    accuracy = score_accuracy_log(test_dir / ACCURACY_LOG, predictions, [r.reference for r in dataset.records],
+                                  config.benchmark)
+    write_accuracy_txt(test_dir, accuracy)
+    if compliance is not None:
+        accuracy["compliance"] = {"passed": compliance.passed, "lines": compliance.lines()}
+    return accuracy
 
 
 def run_benchmark(config: HarnessConfig, output_dir: Path) -> RunResult:
@@ -110,20 +140,23 @@ def run_benchmark(config: HarnessConfig, output_dir: Path) -> RunResult:
     output_dir = prepare_output_dir(Path(output_dir))
     dataset = load_dataset(config.dataset)
     check_official(config, dataset)
-    samples = build_samples(config, dataset)
+    build_samples(config.benchmark, dataset)  # template errors surface before LoadGen starts
     limits = lg_settings.latency_limits(config)
     (output_dir / CONFIG_FILE).write_text(json.dumps(to_dict(config), indent=2) + "\n")
     user_conf = output_dir / USER_CONF
-    user_conf.write_text(lg_settings.render_user_conf(config, len(samples)))
+    user_conf.write_text(lg_settings.render_user_conf(config, len(dataset)))
     model_key = lg_settings.model_key(config)
 
     perf: PerformanceResult | None = None
     errors, messages, accuracy_samples, issued = 0, [], None, {}
+    accuracy: dict | None = None
+    accuracy_error: AccuracyError | None = None
     for test in Plan.for_mode(config.mode).tests:
         test_dir = output_dir / test
         test_dir.mkdir(exist_ok=True)
-        stats = run_in_process(run_one_test, config, samples, test, test_dir, user_conf, model_key,
-                               log_file=test_dir / TEST_LOG)
+        outcome = run_in_process(run_one_test, config, dataset, test, test_dir, user_conf, model_key,
+                                 log_file=test_dir / TEST_LOG)
+        stats = outcome.stats
         errors += stats.errors
         issued[test] = stats.issued
         messages += [f"{test}: {m}" for m in stats.error_messages]
@@ -132,6 +165,10 @@ def run_benchmark(config: HarnessConfig, output_dir: Path) -> RunResult:
             messages += [f"LoadGen: {m}" for m in perf.loadgen_error_messages]
         elif not stats.errors:
             accuracy_samples = len(read_accuracy_log(test_dir / ACCURACY_LOG))
+            try:
+                accuracy = score_accuracy(config, dataset, test_dir, outcome.compliance)
+            except AccuracyError as exc:
+                accuracy_error = exc
         if stats.errors:
             log.error("%s test: %d samples failed; later tests skipped", test, stats.errors)
             break
@@ -153,10 +190,13 @@ def run_benchmark(config: HarnessConfig, output_dir: Path) -> RunResult:
                  "fingerprint": dataset.fingerprint},
         output_dir=str(output_dir),
         latency_limits=limits,
+        accuracy=accuracy,
         harness_version=__version__,
         extra={"accuracy_log_samples": accuracy_samples, "samples_issued": issued},
     )
     result.write(output_dir)
+    if accuracy_error is not None:
+        raise accuracy_error
     if errors:
         log.error("%d samples failed; first: %s", errors, messages[0] if messages else "?")
     return result
@@ -177,3 +217,5 @@ def check_result(result: RunResult, fail_on_invalid: bool) -> None:
                        f"see {result.output_dir}")
     if fail_on_invalid and result.valid is False:
         raise ResultError(f"result INVALID ({'; '.join(result.invalid_reasons)}) and fail_on_invalid=true")
+    if fail_on_invalid and result.accuracy and result.accuracy.get("verdict") == "FAIL":
+        raise ResultError(f"accuracy FAIL ({'; '.join(result.accuracy['failed'])}) and fail_on_invalid=true")

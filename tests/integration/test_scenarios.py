@@ -9,7 +9,7 @@ from harness.accuracy import decode_accuracy_log
 from harness.config import compose
 from harness.datasets import load_dataset
 from harness.loadgen.logs import parse_detail_log
-from harness.run import build_samples
+from harness.datasets.prompts import build_samples
 from harness.sut.tokenizer import WordTokenizer
 
 # Fast enough that the quick settings finish in seconds on two cores, and still VALID.
@@ -64,7 +64,7 @@ def test_oracle_accuracy_log_decodes_to_the_references(run, scenario):
     references = {i: r.reference for i, r in enumerate(load_dataset(config.dataset).records)}
     acc = Path(result.output_dir) / "accuracy"
     # Decoded independently of the run, with the same vocabulary the oracle used...
-    samples = build_samples(config, load_dataset(config.dataset))
+    samples = build_samples(config.benchmark, load_dataset(config.dataset))
     tokenizer = WordTokenizer([s.prompt for s in samples] + [s.reference for s in samples])
     assert decode_accuracy_log(acc / "mlperf_log_accuracy.json", tokenizer.decode) == references
     # ...and by the run itself, with the SUT's tokenizer.

@@ -24,13 +24,13 @@ def test_subset_is_deterministic_and_changes_the_fingerprint():
 def test_custom_fields(tmp_path):
     path = tmp_path / "qa.jsonl"
     path.write_text("\n".join(json.dumps({"question": f"q{i}", "answer": f"a{i}"}) for i in range(3)))
-    ds = load_dataset(DatasetConfig(path=str(path), input_field="question", reference_field="answer"))
+    ds = load_dataset(DatasetConfig(path=str(path), prompt_field="question", reference_field="answer"))
     assert [(r.input, r.reference) for r in ds.records] == [("q0", "a0"), ("q1", "a1"), ("q2", "a2")]
 
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [(None, "not found"), ("", "empty"), ("{not json", "not valid JSON"), ('{"article": "x"}', "highlights")],
+    [(None, "not found"), ("", "empty"), ("{not json", "not a readable jsonl"), ('{"article": "x"}', "highlights")],
 )
 def test_bad_files_name_the_file_and_field(tmp_path, content, message):
     path = tmp_path / "bad.jsonl"

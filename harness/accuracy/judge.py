@@ -1,0 +1,93 @@
+"""Judging scores against the MLPerf accuracy targets and output-length guards.
+
+A metric passes when ``score >= accuracy_target x reference`` (MLPerf's 99% / 99.9% targets).
+References come from the benchmark config (MLPERF_FACTS.md) or from an earlier run named by
+``benchmark.accuracy_reference_run`` (e.g. the fp32 run of the same model). The length guard
+keeps a system from gaming ROUGE with short or padded outputs: ``gen_len`` (total characters,
+scaled to the samples scored when that is not the full dataset) or ``tokens_per_sample`` within
+the benchmark's band.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.config import BenchmarkConfig
+from harness.errors import AccuracyError
+
+PASS, FAIL, NO_TARGET = "PASS", "FAIL", "NO_TARGET"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One judged quantity: ``value`` must be >= ``minimum`` and <= ``maximum`` (when set)."""
+
+    metric: str
+    value: float | None
+    minimum: float | None
+    maximum: float | None = None
+    reference: float | None = None
+
+    @property
+    def passed(self) -> bool:
+        if self.value is None:
+            return False
+        return ((self.minimum is None or self.value >= self.minimum)
+                and (self.maximum is None or self.value <= self.maximum))
+
+    def describe(self) -> str:
+        """Why the check fails (or that it holds), for the summary and the audit."""
+        if self.value is None:
+            return f"{self.metric} missing"
+        if self.minimum is not None and self.value < self.minimum:
+            return f"{self.metric} {self.value:g} < {self.minimum:g} required"
+        if self.maximum is not None and self.value > self.maximum:
+            return f"{self.metric} {self.value:g} > {self.maximum:g} allowed"
+        return f"{self.metric} {self.value:g} ok"
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "pass": self.passed}
+
+
+def reference_scores(benchmark: BenchmarkConfig) -> tuple[dict[str, float], str]:
+    """The reference scores and where they come from (the benchmark, or a reference run)."""
+    if not benchmark.accuracy_reference_run:
+        return dict(benchmark.accuracy_reference), f"benchmark {benchmark.name}"
+    path = Path(benchmark.accuracy_reference_run).expanduser()
+    results = path / "results.json" if path.is_dir() else path
+    try:
+        data = json.loads(results.read_text(encoding="utf-8"))
+        scores = data["accuracy"]["scores"]
+    except FileNotFoundError as exc:
+        raise AccuracyError(f"benchmark.accuracy_reference_run: {results} not found") from exc
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise AccuracyError(f"benchmark.accuracy_reference_run: {results} has no accuracy scores "
+                            f"(was it an accuracy or submission run?)") from exc
+    refs = {k: float(v) for k, v in scores.items() if k.startswith("rouge")}
+    return refs, f"run {results.parent}"
+
+
+def judge(scores: dict[str, float], benchmark: BenchmarkConfig, samples: int) -> dict[str, Any]:
+    """Targets, one check per metric and the overall verdict, as stored in results.json."""
+    references, source = reference_scores(benchmark)
+    fraction = benchmark.accuracy_target
+    checks = [Check(m, scores.get(m), round(ref * fraction, 4), reference=ref) for m, ref in references.items()]
+    guard = benchmark.accuracy_length
+    if guard is not None and references:
+        ref = guard.reference
+        if guard.metric == "gen_len" and benchmark.official_sample_count and samples != benchmark.official_sample_count:
+            ref = ref * samples / benchmark.official_sample_count
+        checks.append(Check(guard.metric, scores.get(guard.metric), round(ref * guard.min_ratio, 4),
+                            None if guard.max_ratio is None else round(ref * guard.max_ratio, 4), round(ref, 4)))
+    verdict = NO_TARGET if not checks else (PASS if all(c.passed for c in checks) else FAIL)
+    return {
+        "verdict": verdict,
+        "target_fraction": fraction,
+        "reference_source": source,
+        "targets": {c.metric: c.minimum for c in checks},
+        "checks": [c.to_json() for c in checks],
+        "failed": [c.describe() for c in checks if not c.passed],
+    }
