@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from harness.config import SUTConfig, build_dataclass
 from harness.errors import ConfigError
-from harness.sut.base import SUT, Completion, Sample, StreamingSUT, TokenStream, supports_streaming
+from harness.sut.base import SUT, Completion, Sample, StreamingSUT, Tokenizer, TokenStream, supports_streaming
 
 
 @dataclass(frozen=True)
@@ -35,16 +35,38 @@ REGISTRY: dict[str, tuple[str, str, str]] = {
 }
 
 
-def build_sut(config: SUTConfig, ctx: SUTContext) -> SUT:
-    """Build the SUT named by ``sut.name``; its params are checked as ``sut.<key>``."""
+def _adapter(config: SUTConfig) -> tuple[type, object]:
+    """The SUT class named by ``sut.name`` and its params, checked as ``sut.<key>``."""
     if config.name not in REGISTRY:
         known = ", ".join(sorted(REGISTRY))
         raise ConfigError(f"unknown SUT 'sut.name={config.name}' (known: {known})")
     module_name, params_name, class_name = REGISTRY[config.name]
     module = importlib.import_module(module_name)
     params = build_dataclass(getattr(module, params_name), config.params, "sut")
-    return getattr(module, class_name).create(params, ctx)
+    return getattr(module, class_name), params
 
 
-__all__ = ["SUT", "Completion", "Sample", "StreamingSUT", "SUTContext", "TokenStream", "build_sut",
-           "supports_streaming"]
+def build_sut(config: SUTConfig, ctx: SUTContext) -> SUT:
+    """Build the SUT named by ``sut.name``; its params are checked as ``sut.<key>``."""
+    cls, params = _adapter(config)
+    return cls.create(params, ctx)
+
+
+def build_tokenizer(config: SUTConfig, ctx: SUTContext) -> Tokenizer:
+    """The tokenizer the SUT named by ``sut.name`` decodes with, e.g. to re-score a finished run.
+
+    Adapters may offer a cheap ``load_tokenizer(params, ctx)`` classmethod (a model SUT need
+    not load its weights for this); otherwise the SUT is built and closed again.
+    """
+    cls, params = _adapter(config)
+    if hasattr(cls, "load_tokenizer"):
+        return cls.load_tokenizer(params, ctx)
+    sut = cls.create(params, ctx)
+    try:
+        return sut.tokenizer
+    finally:
+        sut.close()
+
+
+__all__ = ["SUT", "Completion", "Sample", "StreamingSUT", "SUTContext", "TokenStream", "Tokenizer", "build_sut",
+           "build_tokenizer", "supports_streaming"]
