@@ -96,7 +96,7 @@ class BenchmarkConfig:
     official_sample_count: int | None = None
     latency: dict[str, LatencyLimits] = field(default_factory=dict)
     # Reference scores (e.g. rouge1: 38.7792) and the fraction of them a run must reach.
-    accuracy_reference: dict[str, float] = field(default_factory=dict)
+    accuracy_reference: dict[str, float | None] = field(default_factory=dict)  # null: no target
     accuracy_target: float = 0.99
     # Or take the reference scores from an earlier run (its directory or results.json), e.g.
     # the fp32 run of the same model; accuracy_target then applies to those.

@@ -55,7 +55,8 @@ class Check:
 def reference_scores(benchmark: BenchmarkConfig) -> tuple[dict[str, float], str]:
     """The reference scores and where they come from (the benchmark, or a reference run)."""
     if not benchmark.accuracy_reference_run:
-        return dict(benchmark.accuracy_reference), f"benchmark {benchmark.name}"
+        refs = {k: float(v) for k, v in benchmark.accuracy_reference.items() if v is not None}
+        return refs, f"benchmark {benchmark.name}"
     path = Path(benchmark.accuracy_reference_run).expanduser()
     results = path / "results.json" if path.is_dir() else path
     try:

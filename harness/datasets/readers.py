@@ -50,12 +50,19 @@ def _load(path: Path, suffix: str):
 
         # pandas' to_json default: {"column": {"row": value}}, as MLPerf's cnn_eval.json files are.
         return datasets.Dataset.from_pandas(pd.read_json(path), preserve_index=False)
-    if path.stat().st_size == 0:
+    if _blank(path):
         raise DatasetError(f"{path}: dataset is empty")
     reader = {".jsonl": datasets.Dataset.from_json, ".json": datasets.Dataset.from_json,
               ".parquet": datasets.Dataset.from_parquet, ".csv": datasets.Dataset.from_csv}[suffix]
     with tempfile.TemporaryDirectory(prefix="harness-datasets-") as cache:
         return reader(str(path), keep_in_memory=True, cache_dir=cache)
+
+
+def _blank(path: Path) -> bool:
+    """No rows at all: the readers would fail with less helpful messages."""
+    if path.stat().st_size > 1024:
+        return False
+    return path.read_bytes().strip() in (b"", b"[]", b"{}")
 
 
 def _starts_with(path: Path, char: str) -> bool:

@@ -3,7 +3,7 @@ from rouge_score import rouge_scorer
 
 from harness.accuracy import score_rouge
 from harness.accuracy.rouge import postprocess, rouge_metric
-from harness.accuracy.sentences import FALLBACK, NLTK_PUNKT, splitter, split_lines
+from harness.accuracy.sentences import FALLBACK, NLTK_PUNKT, split_lines, splitter
 
 PRED = "The company said profits rose 12 percent. Shares fell in early trading."
 REF = "Profits rose 12 percent, the company said. Its shares fell."

@@ -1,0 +1,36 @@
+from harness.config import compose
+from harness.datasets import Dataset, Record
+from harness.datasets.prompts import build_samples, render_prompt
+from harness.sut.tokenizer import WordTokenizer
+
+
+def test_benchmark_templates():
+    gptj = compose(["benchmark=gptj"]).benchmark
+    assert render_prompt(gptj, "ART", None).endswith("### Instruction:\nSummarize the following news article:"
+                                                     "\n\n### Input:\nART\n\n### Response:")
+    llama31 = compose(["benchmark=llama3_1-8b"]).benchmark
+    assert render_prompt(llama31, "ART {x}", None) == (
+        "Summarize the following news article in 128 tokens. Please output the summary only, without any "
+        "other text.\n\nArticle:\nART {x}\n\nSummary:")
+    llama2 = compose(["benchmark=llama2-70b"]).benchmark
+    assert render_prompt(llama2, "Q", None) == "<s>[INST] Q [/INST]"
+    assert render_prompt(llama2, "Q", "Be brief.") == "<s>[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nQ [/INST]"
+
+
+def test_templated_records_are_used_as_they_are():
+    bench = compose(["benchmark=llama2-70b"]).benchmark
+    ds = Dataset("d", "f", (Record("0", "<s>[INST] whole prompt [/INST]", "R"),), templated=True)
+    assert build_samples(bench, ds)[0].prompt == "<s>[INST] whole prompt [/INST]"
+
+
+def test_inputs_are_truncated_so_the_whole_prompt_fits():
+    bench = compose(["benchmark=gptj", "benchmark.max_input_tokens=120"]).benchmark
+    long_input = " ".join(f"w{i}" for i in range(200))
+    ds = Dataset("d", "f", (Record("0", long_input, "R"), Record("1", "short one", "R")))
+    tokenizer = WordTokenizer([render_prompt(bench, long_input, None), "short one"])
+    samples = build_samples(bench, ds, tokenizer)
+    full = render_prompt(bench, long_input, None)
+    assert len(tokenizer.encode(samples[0].prompt)) <= 120 < len(tokenizer.encode(full))
+    assert samples[0].prompt.endswith("### Response:") and samples[0].text.startswith("w0 w1")
+    assert samples[1].text == "short one"
+    assert build_samples(bench, ds)[0].text == long_input  # no tokenizer: nothing cut
