@@ -1,0 +1,60 @@
+"""harness-compare's pure parts: filters, thresholds, the table, deltas and the regression gate."""
+
+import argparse
+
+import pytest
+
+from harness.compare import RunView, filter_expr, fmt, regressions, render, table_rows, threshold
+
+
+def view(run_id: str, status: str = "FINISHED", params=None, **metrics) -> RunView:
+    return RunView(run_id * 4, run_id, status, params or {"sut.max_batch_size": "8"}, metrics,
+                   {"scenario": "server", "sut": "echo"})
+
+
+BASE = view("base", tokens_per_second=1000.0, ttft_p99_ms=100.0, errors=0.0)
+
+
+def test_filters_map_shorthands_to_mlflow_syntax():
+    assert filter_expr("scenario=server") == "tags.`scenario` = 'server'"
+    assert filter_expr("sut.max_batch_size=8") == "params.`sut.max_batch_size` = '8'"
+    assert filter_expr("tokens_per_second>1000") == "metrics.tokens_per_second > 1000.0"
+    assert filter_expr("tags.sut = 'echo'") == "tags.sut = 'echo'"
+    with pytest.raises(argparse.ArgumentTypeError):
+        filter_expr("what is this")
+
+
+def test_threshold_reads_percentages():
+    assert threshold("5%") == 5.0 and threshold("2.5") == 2.5
+    with pytest.raises(argparse.ArgumentTypeError):
+        threshold("five")
+
+
+def test_fmt():
+    assert (fmt(26088.9), fmt(32.0), fmt(5.123), fmt(0.12345), fmt(None)) == ("26,088.9", "32", "5.12", "0.1235", "-")
+
+
+def test_table_shows_key_metrics_differing_params_and_deltas():
+    other = view("fast", params={"sut.max_batch_size": "16"}, tokens_per_second=1100.0, ttft_p99_ms=90.0,
+                 errors=0.0)
+    text = render(table_rows([BASE, other], baseline=BASE))
+    lines = {line.split()[0]: line for line in text.splitlines() if line.strip()}
+    assert "* base (basebase" in text and "fast (fastfast)" in text
+    assert lines["sut.max_batch_size"].split()[1:] == ["8", "16"]
+    assert lines["tokens_per_second"].split()[-3:] == ["1,000", "1,100", "(+10.0%)"]
+    assert lines["ttft_p99_ms"].split()[-3:] == ["100", "90", "(-10.0%)"]
+    assert "errors" not in lines  # equal everywhere and not a key metric
+    assert "errors" in {line.split()[0] for line in render(table_rows([BASE, other], show_all=True)).splitlines()}
+
+
+def test_gate_catches_throughput_drops_latency_rises_and_failed_runs():
+    within = view("ok", tokens_per_second=960.0, ttft_p99_ms=104.0)
+    slower = view("slow", tokens_per_second=900.0, ttft_p99_ms=100.0)
+    laggy = view("lag", tokens_per_second=1000.0, ttft_p99_ms=120.0)
+    failed = view("fail", status="FAILED")
+    found = regressions([BASE, within, slower, laggy, failed], BASE, 5.0)
+    assert {(r.run.name, r.metric) for r in found} == {("slow", "tokens_per_second"), ("lag", "ttft_p99_ms"),
+                                                      ("fail", "status")}
+    assert "tokens_per_second 1,000 -> 900 (-10.0%)" in str(next(r for r in found if r.run.name == "slow"))
+    assert regressions([BASE, within, slower, laggy], BASE, 25.0) == []
+    assert regressions([BASE, slower], BASE, 5.0, metrics=["ttft_p99_ms"]) == []
