@@ -24,6 +24,7 @@ from harness.errors import AccuracyError, ConfigError, OutputError, ResultError,
 from harness.loadgen import settings as lg_settings
 from harness.loadgen.logs import PerformanceResult, parse_detail_log, performance_result
 from harness.loadgen.process import run_in_process
+from harness.redact import Redactor
 from harness.results import RunResult
 from harness.sut import SUT, Sample, SUTContext, build_sut
 
@@ -142,7 +143,8 @@ def run_benchmark(config: HarnessConfig, output_dir: Path) -> RunResult:
     check_official(config, dataset)
     build_samples(config.benchmark, dataset)  # template errors surface before LoadGen starts
     limits = lg_settings.latency_limits(config)
-    (output_dir / CONFIG_FILE).write_text(json.dumps(to_dict(config), indent=2) + "\n")
+    plain = to_dict(config)  # secrets (sut.api_key, values of HF_TOKEN-like variables) masked
+    (output_dir / CONFIG_FILE).write_text(json.dumps(Redactor.collect(plain).data(plain), indent=2) + "\n")
     user_conf = output_dir / USER_CONF
     user_conf.write_text(lg_settings.render_user_conf(config, len(dataset)))
     model_key = lg_settings.model_key(config)

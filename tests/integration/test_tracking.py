@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.compare import main as compare_main
 from harness.tracking import download_run_dir
 
 FAST = ["sut=echo", "sut.ttft_ms=2", "sut.tpot_ms=0.2", "sut.output_tokens=16"]
@@ -78,11 +79,12 @@ def check_logged(uri: str, run, run_dir: Path) -> dict:
     assert logged == files_under(run_dir)  # the whole run directory, laid out as on disk
     env = json.loads((run_dir / "environment.json").read_text())
     assert env["env"]["HF_TOKEN"] == "***" and "harness" in env["command"]["rerun"]
-    assert SECRET not in (run_dir / "environment.json").read_text()
+    for name in ("environment.json", "config.json"):
+        assert SECRET not in (run_dir / name).read_text()
     return results
 
 
-def test_a_round_is_one_parent_run_with_linked_children_and_a_failing_job_is_failed(tmp_path):
+def test_a_round_is_one_parent_run_with_linked_children_and_a_failing_job_is_failed(tmp_path, capsys):
     store = tmp_path / "store"
     uri = f"sqlite:///{store}/mlflow.db"
     # fail_every=0: no failures; fail_every=1: every sample fails (after run.max_errors, at once).
@@ -114,6 +116,14 @@ def test_a_round_is_one_parent_run_with_linked_children_and_a_failing_job_is_fai
     table = (download_run_dir(parent.info.run_id, uri, tmp_path / "parent") / "round_table.txt").read_text()
     assert "round of 2 runs" in table and table.count("failing") == 2
     assert files_containing(store, SECRET) == []
+
+    # harness-compare reads the round as logged: the failed job fails the gate.
+    code = compare_main(["--tracking-uri", uri, "--round", parent.info.run_id, "--baseline", ok.info.run_id,
+                         "--fail-on-regression", "5%"])
+    out = capsys.readouterr().out
+    assert code == 1 and f"regression: {failed.info.run_name} ({failed.info.run_id[:8]}) FAILED" in out
+    assert out.splitlines()[0].split()[1:] == [ok.info.run_name, f"({ok.info.run_id[:8]})", failed.info.run_name,
+                                               f"({failed.info.run_id[:8]})"]
 
 
 def _silent_server() -> socket.socket:
