@@ -18,9 +18,10 @@ def store(tmp_path_factory):
     """A round (parent + 3 jobs) and one run outside it, logged as the harness logs them."""
     from mlflow import MlflowClient
 
-    uri = f"sqlite:///{tmp_path_factory.mktemp('cmp')}/mlflow.db"
+    root = tmp_path_factory.mktemp("cmp")
+    uri = f"sqlite:///{root}/mlflow.db"
     client = MlflowClient(uri)
-    experiment = client.create_experiment("cmp")
+    experiment = client.create_experiment("cmp", artifact_location=(root / "artifacts").as_uri())
     parent = client.create_run(experiment, run_name="round", tags={"role": "round"}).info.run_id
     ids = {"parent": parent}
     jobs = {"base": ({}, "8"), "faster": ({"tokens_per_second": 1030.0, "ttft_p99_ms": 102.0}, "16"),
