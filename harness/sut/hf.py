@@ -99,23 +99,35 @@ def model_dir(params: HFParams) -> Path:
     return path
 
 
-def load_model(path: Path, *, dtype: torch.dtype, device: str, trust_remote_code: bool) -> tuple[Any, Any]:
-    """Model (eval mode, on ``device``) and tokenizer from a local directory; SUTError names the path."""
+def _import_transformers() -> Any:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # belt and braces with local_files_only below
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    import transformers
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # "Loading weights" bars would clutter the run's log
-    common = {"local_files_only": True, "trust_remote_code": trust_remote_code}
+    return transformers
+
+
+def load_tokenizer(path: Path, *, trust_remote_code: bool) -> Any:
+    """The tokenizer of a local model directory; SUTError names the path."""
+    transformers = _import_transformers()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, **common)
+        return transformers.AutoTokenizer.from_pretrained(path, local_files_only=True,
+                                                          trust_remote_code=trust_remote_code)
     except Exception as exc:
         if not any((path / f).is_file() for f in _TOKENIZER_FILES):
             raise SUTError(f"cannot load the tokenizer in {path}: none of {', '.join(_TOKENIZER_FILES)} "
                            "is there") from exc
         raise SUTError(f"cannot load the tokenizer in {path}: {_first_line(exc)}") from exc
+
+
+def load_model(path: Path, *, dtype: torch.dtype, device: str, trust_remote_code: bool) -> tuple[Any, Any]:
+    """Model (eval mode, on ``device``) and tokenizer from a local directory; SUTError names the path."""
+    tokenizer = load_tokenizer(path, trust_remote_code=trust_remote_code)
+    transformers = _import_transformers()
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, use_safetensors=True, **common)
+        model = transformers.AutoModelForCausalLM.from_pretrained(
+            path, dtype=dtype, use_safetensors=True, local_files_only=True, trust_remote_code=trust_remote_code)
     except Exception as exc:
         hint = " (set sut.trust_remote_code=true to run its code)" if "trust_remote_code" in str(exc) else ""
         raise SUTError(f"cannot load the model in {path}: {_first_line(exc)}{hint}") from exc
@@ -198,6 +210,13 @@ class HFSUT:
         log.info("sut=hf: %s (%s, %s parameters) on %s, %s", path, type(model).__name__,
                  f"{sum(p.numel() for p in model.parameters()):,}", device, next(model.parameters()).dtype)
         return cls(model, tokenizer, params=params, max_new_tokens=ctx.max_new_tokens, path=path)
+
+    @classmethod
+    def load_tokenizer(cls, params: HFParams, ctx: SUTContext) -> HFTokenizer:
+        """The tokenizer alone (no weights), e.g. to decode a finished run's accuracy log."""
+        del ctx
+        tokenizer = load_tokenizer(model_dir(params), trust_remote_code=params.trust_remote_code)
+        return HFTokenizer(tokenizer, tokenizer.eos_token_id)
 
     # -- the SUT protocol ------------------------------------------------------------------
     def load(self, samples: Sequence[Sample]) -> None:

@@ -306,3 +306,15 @@ def test_serial_static_cache_decoder_streams_the_same_tokens(model_dir):
         assert stream_all(sut, batch) == expected
     finally:
         sut.close()
+
+
+def test_the_tokenizer_alone_decodes_like_the_sut(model_dir):
+    sut = make_sut(model_dir)
+    try:
+        outputs = [c.token_ids for c in sut.generate(samples())]
+        texts = [sut.tokenizer.decode(o) for o in outputs]
+    finally:
+        sut.close()
+    tok = HFSUT.load_tokenizer(HFParams(model_path=str(model_dir)), SUTContext(corpus=[], max_new_tokens=1))
+    assert [tok.decode(o) for o in outputs] == texts
+    assert tok.eos_token_id == sut.tokenizer.eos_token_id
