@@ -12,6 +12,18 @@ from harness.results import RunResult
 from harness.run import run_benchmark
 
 
+@pytest.fixture(scope="session", autouse=True)
+def harness_cache(tmp_path_factory):
+    """The embedded tiny model is created per test session, not in the user's ~/.cache.
+
+    Set in the environment, so runs in child processes and CLI subprocesses share it.
+    """
+    path = tmp_path_factory.mktemp("harness-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HARNESS_CACHE", str(path))
+        yield path
+
+
 @pytest.fixture
 def make_config():
     def make(*overrides: str) -> HarnessConfig:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-FAST = ["sut.ttft_ms=2", "sut.tpot_ms=0.2", "sut.output_tokens=16"]
+FAST = ["sut=echo", "sut.ttft_ms=2", "sut.tpot_ms=0.2", "sut.output_tokens=16"]
 
 
 def harness(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -20,14 +20,14 @@ def test_default_run_prints_a_summary_and_writes_results(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "offline · submission" in proc.stdout and "VALID" in proc.stdout and "samples/s" in proc.stdout
     results = json.loads((tmp_path / "run/results.json").read_text())
-    assert results["valid"] is True and results["errors"] == 0 and results["sut"] == "echo"
+    assert results["valid"] is True and results["errors"] == 0 and results["sut"] == "hf"
     assert (tmp_path / "run/.hydra/config.yaml").is_file()
 
 
 def test_help_lists_groups_and_examples(tmp_path):
     proc = harness("--help", cwd=tmp_path)
     assert proc.returncode == 0
-    for text in ("scenario: interactive, offline, server, single_stream", "sut: echo, failing, null, oracle",
+    for text in ("scenario: interactive, offline, server, single_stream", "sut: echo, failing, hf, null, oracle",
                  "harness -m scenario=offline,server,single_stream", "Exit codes"):
         assert text in proc.stdout
 
@@ -53,7 +53,7 @@ def test_null_sut_is_selectable_by_name(tmp_path):
         (["sut.ttft_msx=3"], "sut.ttft_msx"),
         (["scenario.target_qps=fast"], "scenario.target_qps"),
         (["dataset.path=/no/such/file.jsonl"], "/no/such/file.jsonl"),
-        (["scenario=server", "sut.streaming=false"], "cannot stream"),
+        (["sut=echo", "scenario=server", "sut.streaming=false"], "cannot stream"),
         (["benchmark=llama3_1-8b", "benchmark.official=true"], "benchmark.official"),
     ],
 )
@@ -84,7 +84,7 @@ def test_sut_errors_exit_non_zero_and_keep_the_logs(tmp_path):
 
 def test_fail_on_invalid(tmp_path):
     # TPOT of 5 ms against a 1 ms limit: LoadGen reports INVALID.
-    args = ["scenario=server", "mode=performance", "sut.ttft_ms=2", "sut.tpot_ms=5", "sut.output_tokens=8",
+    args = ["sut=echo", "scenario=server", "mode=performance", "sut.ttft_ms=2", "sut.tpot_ms=5", "sut.output_tokens=8",
             "scenario.tpot_ms=1", "scenario.target_qps=250", "scenario.min_duration_s=1"]
     proc = harness(*args, f"hydra.run.dir={tmp_path}/a", cwd=tmp_path)
     assert proc.returncode == 0 and "INVALID" in proc.stdout and "TPOT p99" in proc.stdout

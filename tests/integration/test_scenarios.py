@@ -8,12 +8,14 @@ import pytest
 from harness.accuracy import decode_accuracy_log
 from harness.config import compose
 from harness.datasets import load_dataset
-from harness.loadgen.logs import parse_detail_log
 from harness.datasets.prompts import build_samples
+from harness.loadgen.logs import parse_detail_log
 from harness.sut.tokenizer import WordTokenizer
 
-# Fast enough that the quick settings finish in seconds on two cores, and still VALID.
-FAST = ["sut.ttft_ms=2", "sut.tpot_ms=0.2", "sut.output_tokens=16"]
+# Echo timings fast enough that the quick settings finish in seconds on two cores, and still VALID.
+# The default SUT is the torch model, so these tests name the fake they measure.
+TIMING = ["sut.ttft_ms=2", "sut.tpot_ms=0.2", "sut.output_tokens=16"]
+FAST = ["sut=echo", *TIMING]
 QUICK = {
     "offline": [],
     "server": ["scenario.target_qps=250", "scenario.min_duration_s=1"],
@@ -44,8 +46,8 @@ def test_every_scenario_in_both_modes(run, scenario, mode):
 
 
 def test_server_token_latencies_match_the_echo_sut(run):
-    result = run("scenario=server", "mode=performance", "sut.ttft_ms=30", "sut.tpot_ms=5", "sut.output_tokens=12",
-                 "scenario.target_qps=100", "scenario.min_duration_s=1")
+    result = run("sut=echo", "scenario=server", "mode=performance", "sut.ttft_ms=30", "sut.tpot_ms=5",
+                 "sut.output_tokens=12", "scenario.target_qps=100", "scenario.min_duration_s=1")
     assert result.valid, result.invalid_reasons
     # LoadGen measures from the query's scheduled time, so the bridge's overhead is included.
     # Medians, not tails: a p99 on a shared 2-core machine swings by tens of milliseconds.
@@ -73,7 +75,7 @@ def test_oracle_accuracy_log_decodes_to_the_references(run, scenario):
 
 
 def test_submission_mode_runs_each_test_with_mlperf_conf(run):
-    result = run("mode=submission")
+    result = run("sut=echo", "mode=submission")
     out = Path(result.output_dir)
     assert result.valid and json.loads((out / "accuracy/mlperf_log_accuracy.json").read_text())
     for test in ("performance", "accuracy"):
@@ -88,7 +90,7 @@ def test_submission_mode_runs_each_test_with_mlperf_conf(run):
 @pytest.mark.parametrize("scenario", ["offline", "server", "single_stream"])
 def test_failing_sut_ends_in_bounded_time_with_errors_reported(run, scenario):
     result = run("sut=failing", "sut.fail_every=0", "sut.fail_indices=[3,7]", f"scenario={scenario}",
-                 "mode=submission", *FAST, *QUICK[scenario], timeout_s=90)
+                 "mode=submission", *TIMING, *QUICK[scenario], timeout_s=90)
     assert result.errors > 0
     assert any("failing SUT" in m for m in result.error_messages)
     assert not (Path(result.output_dir) / "accuracy").exists()  # later tests skipped
@@ -97,7 +99,7 @@ def test_failing_sut_ends_in_bounded_time_with_errors_reported(run, scenario):
 @pytest.mark.parametrize("scenario", ["offline", "server"])
 def test_hanging_sut_is_timed_out_and_the_run_ends(run, scenario):
     result = run("sut=failing", "sut.failure=hang", "sut.fail_every=0", "sut.fail_indices=[0]",
-                 f"scenario={scenario}", "mode=performance", "run.sample_timeout_s=1", *FAST, *QUICK[scenario],
+                 f"scenario={scenario}", "mode=performance", "run.sample_timeout_s=1", *TIMING, *QUICK[scenario],
                  timeout_s=90)
     assert result.errors >= 1
     assert any("TimeoutError" in m and "run.sample_timeout_s" in m for m in result.error_messages)

@@ -15,7 +15,7 @@ def _options(group: str) -> list[str]:
 def test_every_config_composes_and_builds():
     groups = {g: _options(g) for g in ("scenario", "benchmark", "dataset", "sut", "system", "tracking")}
     assert {"offline", "server", "single_stream", "interactive"} <= set(groups["scenario"])
-    assert {"echo", "oracle", "failing", "null"} <= set(groups["sut"])
+    assert {"echo", "oracle", "failing", "null", "hf"} <= set(groups["sut"])
     ctx = SUTContext(corpus=["a b c"], max_new_tokens=8)
     for sut in groups["sut"]:
         config = compose([f"sut={sut}"])
@@ -31,13 +31,14 @@ def test_every_config_composes_and_builds():
 
 def test_defaults_are_the_documented_default_run():
     config = compose([])
-    assert (config.scenario.name, config.mode, config.sut.name) == ("offline", "submission", "echo")
+    assert (config.scenario.name, config.mode, config.sut.name) == ("offline", "submission", "hf")
+    assert config.sut.params["model_path"] is None  # the embedded tiny model
     assert config.benchmark.official is False
     assert config.dataset.path is None
 
 
 def test_round_trip_through_plain_dict():
-    config = compose(["scenario=server", "sut.ttft_ms=30"])
+    config = compose(["scenario=server", "sut=echo", "sut.ttft_ms=30"])
     assert load_config(to_dict(config)) == config
 
 

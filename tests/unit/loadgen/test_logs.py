@@ -14,7 +14,7 @@ FAST_SERVER = ["scenario=server", "mode=performance", "sut=echo", "sut.ttft_ms=2
 def logs(tmp_path_factory):
     out = {}
     for name, overrides in {"server": FAST_SERVER,
-                            "offline": ["mode=performance"],
+                            "offline": ["mode=performance", "sut=echo"],
                             "short_server": FAST_SERVER + ["scenario.min_query_count=50"]}.items():
         d = tmp_path_factory.mktemp(name)
         run_benchmark(compose(overrides), d)
