@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import array
 import logging
+import os
 import queue
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -35,6 +37,12 @@ _SCENARIOS = {"Offline": lg.TestScenario.Offline, "Server": lg.TestScenario.Serv
 _MODES = {"performance": lg.TestMode.PerformanceOnly, "accuracy": lg.TestMode.AccuracyOnly}
 _STOP = object()
 PROGRESS_EVERY_S = 10.0  # long runs (official: 600 s and more) log their progress this often
+
+
+def progress_level() -> int:
+    """Progress lines are for a person at a terminal: INFO there, DEBUG (hidden) in CI or logs."""
+    interactive = sys.stderr is not None and sys.stderr.isatty() and not os.environ.get("CI")
+    return logging.INFO if interactive else logging.DEBUG
 
 
 def _int32_bytes(tokens: Sequence[int]) -> array.array:
@@ -238,14 +246,19 @@ class _Bridge:
 
     def _watchdog(self) -> None:
         period = min(0.1, self.options.sample_timeout_s / 4)
-        next_progress = time.monotonic() + PROGRESS_EVERY_S
+        level = progress_level()
+        last_time, last_tokens = time.monotonic(), 0
+        next_progress = last_time + PROGRESS_EVERY_S
         while not self.closed.wait(period):
             now = time.monotonic()
             if now >= next_progress:
                 next_progress = now + PROGRESS_EVERY_S
                 s = self.stats
-                log.info("progress: %d issued, %d completed, %d in flight, %d errors",
-                         s.issued, s.completed, s.issued - s.completed, s.errors)
+                # Output tokens completed since the last line, per second of wall time.
+                rate = (s.output_tokens - last_tokens) / (now - last_time)
+                last_time, last_tokens = now, s.output_tokens
+                log.log(level, "progress: %d of %d issued completed, %.1f tokens/s, %d in flight, %d errors",
+                        s.completed, s.issued, rate, s.issued - s.completed, s.errors)
             with self.lock:
                 expired = [p for p in self.outstanding.values() if p.deadline <= now]
             if not expired:
