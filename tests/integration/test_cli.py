@@ -80,6 +80,8 @@ def test_sut_errors_exit_non_zero_and_keep_the_logs(tmp_path):
     assert "samples failed" in proc.stderr
     assert (tmp_path / "run/performance/mlperf_log_detail.txt").is_file()
     assert json.loads((tmp_path / "run/results.json").read_text())["errors"] > 0
+    env = json.loads((tmp_path / "run/environment.json").read_text())  # written without tracking too
+    assert env["command"]["rerun"].endswith("harness sut=failing sut.fail_every=0 'sut.fail_indices=[1]'")
 
 
 def test_fail_on_invalid(tmp_path):
