@@ -250,7 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _compare(args: argparse.Namespace, gate: tuple[str, ...]) -> int:
-    from harness.tracking.store import client, default_uri, resolve_uri, short
+    from harness.tracking.store import client, default_uri, resolve_uri, short, shown
 
     uri = resolve_uri(args.tracking_uri or default_uri())
     mlflow_client = client(uri)
@@ -268,7 +268,7 @@ def _compare(args: argparse.Namespace, gate: tuple[str, ...]) -> int:
     except LookupError:
         raise
     except Exception as exc:  # unknown run id, unreachable store, bad filter: all MLflow errors
-        raise TrackingError(f"{uri}: {short(exc)}") from exc
+        raise TrackingError(f"{shown(uri)}: {short(exc)}") from exc
     if not runs:
         raise LookupError("no runs match the selection")
 

@@ -22,7 +22,7 @@ from harness.errors import TrackingError
 from harness.redact import Redactor
 from harness.results import RESULTS_FILE, RunResult
 from harness.tracking import schema
-from harness.tracking.store import Store
+from harness.tracking.store import Store, shown
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,8 @@ class TrackingSession:
         key = (tracking.uri, tracking.experiment)
         if key in self._dead:
             if tracking.required:
-                raise TrackingError(f"MLflow store {tracking.uri} unreachable (see above) and tracking.required=true")
+                raise TrackingError(f"MLflow store {shown(tracking.uri)} unreachable (see above) and "
+                                    "tracking.required=true")
             return None
         try:
             store = self._stores.get(key) or Store.open(tracking)
@@ -100,7 +101,7 @@ class TrackingSession:
             return None
         if parent is not None:
             parent.jobs += 1
-        log.info("tracking: MLflow run %s in %s (experiment %s)", run_id, store.uri, tracking.experiment)
+        log.info("tracking: MLflow run %s in %s (experiment %s)", run_id, shown(store.uri), tracking.experiment)
         return TrackedRun(store, run_id, tracking, plain, env, job, redactor)
 
     def finish(self, run: TrackedRun | None, result: RunResult | None, error: BaseException | None) -> None:
@@ -121,7 +122,7 @@ class TrackingSession:
             key = (run.tracking.uri, run.tracking.experiment)
             self._trouble(key, run.tracking, exc, run.job.output_dir, f"MLflow run {run.run_id} is incomplete")
             return
-        log.info("tracking: logged MLflow run %s (%s) to %s", run.run_id, status, run.store.uri)
+        log.info("tracking: logged MLflow run %s (%s) to %s", run.run_id, status, shown(run.store.uri))
 
     def end_rounds(self, table: str | None, failed: bool) -> None:
         """Close the round's parent run: the round table, Hydra's multirun.yaml and the job count."""

@@ -79,9 +79,14 @@ def _quiet_mlflow() -> None:
 _ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\"()\]]+)")
 
 
+def shown(uri: str | None) -> str:
+    """A store URI as printed or logged: a password in it (http://user:pw@host) masked."""
+    return Redactor().text(str(uri))
+
+
 def short(exc: BaseException) -> str:
     """The reason in a few words: MLflow's messages wrap whole urllib3 error chains."""
-    text = " ".join(str(exc).split())
+    text = shown(" ".join(str(exc).split()))
     errno = _ERRNO.search(text)
     if errno:
         return errno.group(1).strip().rstrip(":")
@@ -133,7 +138,7 @@ class Store:
                     raise
                 experiment_id = experiment.experiment_id
         except Exception as exc:  # any failure to reach the store is reported the same way
-            raise TrackingError(f"MLflow store {uri} unreachable ({short(exc)})") from exc
+            raise TrackingError(f"MLflow store {shown(uri)} unreachable ({short(exc)})") from exc
         return cls(uri, mlflow_client, experiment_id)
 
     def call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -141,7 +146,7 @@ class Store:
         try:
             return fn(*args, **kwargs)
         except Exception as exc:
-            raise TrackingError(f"MLflow store {self.uri}: {what} failed ({short(exc)})") from exc
+            raise TrackingError(f"MLflow store {shown(self.uri)}: {what} failed ({short(exc)})") from exc
 
     def start_run(self, name: str, tags: Mapping[str, str], parent_id: str | None = None) -> str:
         tags = dict(tags)
@@ -227,5 +232,5 @@ def download_run_dir(run_id: str, tracking_uri: str | None = None, dest: Path | 
     try:
         local = mlflow_client.download_artifacts(run_id, "", str(dest))
     except Exception as exc:
-        raise TrackingError(f"cannot download the artifacts of run {run_id} from {uri} ({short(exc)})") from exc
+        raise TrackingError(f"cannot download the artifacts of run {run_id} from {shown(uri)} ({short(exc)})") from exc
     return Path(local)

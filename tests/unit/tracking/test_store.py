@@ -47,3 +47,15 @@ def test_staging_masks_secrets_and_keeps_other_files_byte_for_byte(tmp_path):
     assert (staged / "harness.log").read_text() == "connecting with ***\n"
     digest = hashlib.sha256(accuracy_log).hexdigest()
     assert hashlib.sha256(Path(staged / "accuracy/mlperf_log_accuracy.json").read_bytes()).hexdigest() == digest
+
+
+def test_printed_store_uris_and_errors_mask_url_passwords_and_stay_short():
+    assert store.shown("http://bob:pw-123@mlflow:5000") == "http://bob:***@mlflow:5000"
+    urllib3_chain = Exception(
+        "API request to http://bob:pw-123@127.0.0.1:9/api/2.0/mlflow/experiments/get-by-name failed with exception "
+        "HTTPConnectionPool(host='127.0.0.1', port=9): Max retries exceeded (Caused by NewConnectionError("
+        "'<urllib3.connection.HTTPConnection object>: Failed to establish a new connection: "
+        "[Errno 111] Connection refused'))")
+    assert store.short(urllib3_chain) == "Connection refused"
+    long_error = Exception("http://bob:pw-123@host " + "x" * 1000)
+    assert "pw-123" not in store.short(long_error) and len(store.short(long_error)) < 250
