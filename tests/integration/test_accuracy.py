@@ -83,3 +83,21 @@ def test_audit_cli_bad_input_is_one_line_and_exit_2(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "harness.audit", str(Path(tmp_path) / "missing")],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "run directory not found" in proc.stderr
+
+
+@pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy:DeprecationWarning")
+def test_audit_of_a_tracked_run_by_its_mlflow_run_id(tmp_path, capsys):
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    proc = subprocess.run([sys.executable, "-m", "harness", "sut=oracle", "mode=accuracy", TARGETS, "tracking=mlflow",
+                           f"tracking.uri={uri}", f"tracking.artifact_location={tmp_path / 'artifacts'}",
+                           f"hydra.run.dir={tmp_path / 'run'}"], capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    client = MlflowClient(tracking_uri=uri)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    (run,) = client.search_runs(experiments)
+    with pytest.raises(SystemExit) as exit_:
+        audit_main([run.info.run_id, "--tracking-uri", uri])
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0 and "PASS: rouge1 100.0000" in out
