@@ -182,6 +182,9 @@ class RunOptions:
     enable_trace: bool = False
     # Worker threads calling SUT.generate in Offline; null = the SUT's own concurrency.
     workers: int | None = None
+    # Compliance TEST06 after a submission run's accuracy test (LLMs with token latencies):
+    # null = only with benchmark.official=true, true = every submission run, false = never.
+    compliance: bool | None = None
 
 
 @dataclass(frozen=True)

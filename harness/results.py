@@ -101,6 +101,9 @@ def summary(result: RunResult) -> str:
                          + (f"  (limits {limits.ttft_ms:g} / {limits.tpot_ms:g} ms)" if limits else ""))
     if result.accuracy is not None:
         lines += accuracy_lines(result.accuracy)
+    for test, check in result.extra.get("compliance", {}).items():
+        verdict = "PASS" if check.get("passed") else "FAIL: " + "; ".join(check.get("lines", [])[:3])
+        lines.append(f"  {test:<11} {verdict} ({check.get('entries')} responses checked)")
     if result.errors or result.loadgen_errors:
         lines.append(f"  errors      {result.errors} failed samples, {result.loadgen_errors} LoadGen errors")
         lines += [f"    {m}" for m in result.error_messages[:5]]

@@ -41,15 +41,30 @@ PREDICTIONS = "predictions.json"
 TEST_LOG = "harness_test.log"
 
 
+COMPLIANCE_TEST = "TEST06"
+AUDIT_CONF = "audit.config"
+
+
 @dataclass(frozen=True)
 class Plan:
-    """The LoadGen tests of a run, in order: submission = performance then accuracy."""
+    """The LoadGen tests of a run, in order: submission = performance then accuracy, then
+    TEST06 when compliance is on (each test in its own process)."""
 
     tests: tuple[str, ...]
 
     @classmethod
-    def for_mode(cls, mode: str) -> Plan:
-        return cls(("performance", "accuracy") if mode == "submission" else (mode,))
+    def for_mode(cls, mode: str, compliance: bool = False) -> Plan:
+        if mode != "submission":
+            return cls((mode,))
+        return cls(("performance", "accuracy") + ((COMPLIANCE_TEST,) if compliance else ()))
+
+    @classmethod
+    def for_config(cls, config: HarnessConfig) -> Plan:
+        """TEST06 applies to LLMs with token latencies; by default only official runs pay for it,
+        so quick runs stay quick (``run.compliance=true`` adds it to any submission run)."""
+        wanted = config.run.compliance if config.run.compliance is not None else config.benchmark.official
+        compliance = wanted and lg_settings.uses_token_latencies(config.benchmark.model_key)
+        return cls.for_mode(config.mode, compliance)
 
 
 def prepare_output_dir(output_dir: Path) -> Path:
@@ -106,10 +121,15 @@ def run_one_test(config: HarnessConfig, dataset: Dataset, test: str, test_dir: P
     try:
         if config.benchmark.max_input_tokens:
             samples = build_samples(config.benchmark, dataset, sut.tokenizer)
-        stats = run_test(sut, samples, scenario=config.scenario.loadgen_scenario, mode=test, model_key=model_key,
-                         user_conf=user_conf, outdir=test_dir, options=config.run)
+        audit = test_dir / AUDIT_CONF if test == COMPLIANCE_TEST else None
+        stats = run_test(sut, samples, scenario=config.scenario.loadgen_scenario,
+                         mode="performance" if audit else test, model_key=model_key,
+                         user_conf=user_conf, outdir=test_dir, options=config.run, audit_config=audit)
         compliance = None
-        if test == "accuracy" and not stats.errors:
+        if audit is not None and not stats.errors:
+            # TEST06: the ~100 responses logged during the performance run.
+            compliance = verify_accuracy_log(test_dir / ACCURACY_LOG, sut.tokenizer.eos_token_id, test_dir)
+        elif test == "accuracy" and not stats.errors:
             texts = decode_accuracy_log(test_dir / ACCURACY_LOG, sut.tokenizer.decode)
             (test_dir / PREDICTIONS).write_text(json.dumps(texts, indent=1, ensure_ascii=False) + "\n")
             compliance = verify_accuracy_log(test_dir / ACCURACY_LOG, sut.tokenizer.eos_token_id, test_dir)
@@ -153,9 +173,12 @@ def run_benchmark(config: HarnessConfig, output_dir: Path) -> RunResult:
     errors, messages, accuracy_samples, issued = 0, [], None, {}
     accuracy: dict | None = None
     accuracy_error: AccuracyError | None = None
-    for test in Plan.for_mode(config.mode).tests:
+    compliance_tests: dict[str, dict] = {}
+    for test in Plan.for_config(config).tests:
         test_dir = output_dir / test
         test_dir.mkdir(exist_ok=True)
+        if test == COMPLIANCE_TEST:
+            (test_dir / AUDIT_CONF).write_text(lg_settings.TEST06_AUDIT_CONF)
         outcome = run_in_process(run_one_test, config, dataset, test, test_dir, user_conf, model_key,
                                  log_file=test_dir / TEST_LOG)
         stats = outcome.stats
@@ -165,6 +188,10 @@ def run_benchmark(config: HarnessConfig, output_dir: Path) -> RunResult:
         if test == "performance":
             perf = performance_result(parse_detail_log(test_dir / DETAIL_LOG))
             messages += [f"LoadGen: {m}" for m in perf.loadgen_error_messages]
+        elif test == COMPLIANCE_TEST:
+            if outcome.compliance is not None:
+                c = outcome.compliance
+                compliance_tests[test] = {"passed": c.passed, "entries": c.entries, "lines": c.lines()}
         elif not stats.errors:
             accuracy_samples = len(read_accuracy_log(test_dir / ACCURACY_LOG))
             try:
@@ -194,7 +221,8 @@ def run_benchmark(config: HarnessConfig, output_dir: Path) -> RunResult:
         latency_limits=limits,
         accuracy=accuracy,
         harness_version=__version__,
-        extra={"accuracy_log_samples": accuracy_samples, "samples_issued": issued},
+        extra={"accuracy_log_samples": accuracy_samples, "samples_issued": issued,
+               **({"compliance": compliance_tests} if compliance_tests else {})},
     )
     result.write(output_dir)
     if accuracy_error is not None:

@@ -241,6 +241,8 @@ class _Bridge:
                 c = by_index.get(p.sample.index)
                 if c is None:
                     p.fail(RuntimeError("SUT returned no completion for this sample"))
+                elif c.error is not None:
+                    p.fail(RuntimeError(c.error))
                 else:
                     p.complete_with(c.token_ids)
 
@@ -295,8 +297,13 @@ def _settings(*, scenario: str, mode: str, model_key: str, user_conf: Path, outd
 
 
 def run_test(sut: SUT, samples: Sequence[Sample], *, scenario: str, mode: str, model_key: str,
-             user_conf: Path, outdir: Path, options: RunOptions) -> BridgeStats:
-    """Run one LoadGen test (performance or accuracy) of ``sut`` over ``samples``; blocks."""
+             user_conf: Path, outdir: Path, options: RunOptions, audit_config: Path | None = None) -> BridgeStats:
+    """Run one LoadGen test (performance or accuracy) of ``sut`` over ``samples``; blocks.
+
+    ``audit_config`` is a compliance test's audit conf (TEST06), which LoadGen applies over
+    mlperf.conf and user.conf; without one LoadGen looks for ``audit.config`` in the working
+    directory, its own default.
+    """
     streaming = scenario != "Offline"
     if streaming and not supports_streaming(sut):
         raise ConfigError(f"sut={sut.name} cannot stream, so it cannot run the {scenario} scenario "
@@ -315,7 +322,8 @@ def run_test(sut: SUT, samples: Sequence[Sample], *, scenario: str, mode: str, m
     started = time.monotonic()
     try:
         log.info("LoadGen %s %s test: %d samples, model key %s", scenario, mode, len(samples), model_key)
-        lg.StartTestWithLogSettings(handle, qsl, settings, log_settings)
+        lg.StartTestWithLogSettings(handle, qsl, settings, log_settings,
+                                    str(audit_config) if audit_config else "audit.config")
     finally:
         bridge.stop()
         lg.DestroySUT(handle)

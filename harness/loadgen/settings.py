@@ -61,3 +61,22 @@ def render_user_conf(config: HarnessConfig, n_samples: int) -> str:
         put("ttft_latency", round(limits.ttft_ms))  # ms, integers in mlperf.conf
         put("tpot_latency", round(limits.tpot_ms))
     return "\n".join(lines) + "\n"
+
+
+# Compliance TEST06 (MLPerf compliance/TEST06/audit.config): a performance run that logs about
+# 100 responses to mlperf_log_accuracy.json, so their first token, EOS and length can be checked.
+# Equal issue is off and min_duration 0, so it is short even with official settings.
+TEST06_AUDIT_CONF = """\
+# TEST06 audit settings (harness): PerformanceOnly, ~100 responses logged
+*.*.mode = 2
+*.*.accuracy_log_rng_seed = 720381539243781796
+*.*.accuracy_log_sampling_target = 100
+*.*.min_query_count = 100
+*.*.min_duration = 0
+*.*.sample_concatenate_permutation = 0
+"""
+
+
+def uses_token_latencies(model_key: str) -> bool:
+    """Every LLM key of mlperf.conf sets use_token_latencies=1 except GPT-J (MLPERF_FACTS.md)."""
+    return not model_key.startswith("gptj")
