@@ -42,6 +42,9 @@ class HFParams:
     max_batch_size: int = 32  # Offline batch size, and the most requests decoded together when streaming
     trust_remote_code: bool = False  # run Python code shipped with the model directory
     seed: int = 0  # torch's RNG, and the embedded tiny model's random weights
+    # torch's CPU threads; null: 1 for the embedded tiny model (its matrices are too small to split
+    # between threads: 2 threads ran it 2-10x slower on a busy 2-core machine), else torch's default.
+    threads: int | None = None
     # CUDA only, opt-in: stream one request at a time through generate() with a static KV cache,
     # which transformers compiles with CUDA graphs; for SingleStream (no in-flight batching).
     cuda_fast_decode: bool = False
@@ -83,6 +86,15 @@ def resolve_dtype(dtype: str, device: str) -> torch.dtype:
     if dtype == "auto":
         dtype = "bfloat16" if device == "cuda" else "float32"  # bf16 matmuls are slow on most CPUs
     return getattr(torch, dtype)
+
+
+def cpu_threads(params: HFParams) -> int | None:
+    """The torch thread count to set, or None to keep torch's default."""
+    if params.threads is not None:
+        if params.threads < 1:
+            raise ConfigError(f"sut.threads must be at least 1, got {params.threads}")
+        return params.threads
+    return 1 if params.model_path is None else None
 
 
 def model_dir(params: HFParams) -> Path:
@@ -204,11 +216,15 @@ class HFSUT:
         if params.cuda_fast_decode and device != "cuda":
             raise ConfigError("sut.cuda_fast_decode=true needs CUDA (sut.device=cuda or auto on a GPU machine)")
         torch.manual_seed(params.seed)
+        threads = cpu_threads(params)
+        if threads is not None:
+            torch.set_num_threads(threads)
         path = model_dir(params)
         model, tokenizer = load_model(path, dtype=resolve_dtype(params.dtype, device), device=device,
                                       trust_remote_code=params.trust_remote_code)
-        log.info("sut=hf: %s (%s, %s parameters) on %s, %s", path, type(model).__name__,
-                 f"{sum(p.numel() for p in model.parameters()):,}", device, next(model.parameters()).dtype)
+        log.info("sut=hf: %s (%s, %s parameters) on %s, %s, %d CPU threads", path, type(model).__name__,
+                 f"{sum(p.numel() for p in model.parameters()):,}", device, next(model.parameters()).dtype,
+                 torch.get_num_threads())
         return cls(model, tokenizer, params=params, max_new_tokens=ctx.max_new_tokens, path=path)
 
     @classmethod

@@ -318,3 +318,19 @@ def test_the_tokenizer_alone_decodes_like_the_sut(model_dir):
     tok = HFSUT.load_tokenizer(HFParams(model_path=str(model_dir)), SUTContext(corpus=[], max_new_tokens=1))
     assert [tok.decode(o) for o in outputs] == texts
     assert tok.eos_token_id == sut.tokenizer.eos_token_id
+
+
+def test_cpu_threads_one_for_the_embedded_model_else_as_asked(model_dir):
+    from harness.sut.hf import cpu_threads
+
+    assert cpu_threads(HFParams()) == 1  # the tiny model's matrices are too small to split
+    assert cpu_threads(HFParams(model_path="/models/x")) is None  # torch's default: one per core
+    assert cpu_threads(HFParams(model_path="/models/x", threads=3)) == 3
+    before = torch.get_num_threads()
+    try:
+        make_sut(model_dir, threads=1).close()
+        assert torch.get_num_threads() == 1
+        with pytest.raises(ConfigError, match="sut.threads"):
+            make_sut(model_dir, threads=0)
+    finally:
+        torch.set_num_threads(before)
