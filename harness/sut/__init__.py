@@ -32,6 +32,7 @@ REGISTRY: dict[str, tuple[str, str, str]] = {
     "failing": ("harness.sut.fakes", "FailingParams", "FailingSUT"),
     "null": ("harness.sut.fakes", "NullParams", "NullSUT"),
     "hf": ("harness.sut.hf", "HFParams", "HFSUT"),  # torch/transformers: imported only when chosen
+    "openai": ("harness.sut.openai", "OpenAIParams", "OpenAISUT"),  # any OpenAI-compatible server (aiohttp)
 }
 
 

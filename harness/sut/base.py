@@ -29,10 +29,15 @@ class Sample:
 
 @dataclass(frozen=True)
 class Completion:
-    """The output of one sample: generated token ids only, prompt excluded."""
+    """The output of one sample: generated token ids only, prompt excluded.
+
+    ``error`` set: this sample failed (e.g. one request of a batch sent over HTTP) and the bridge
+    completes it as an error, while the batch's other samples succeed.
+    """
 
     index: int
     token_ids: tuple[int, ...]
+    error: str | None = None
 
 
 class Tokenizer(Protocol):

@@ -1,0 +1,265 @@
+"""``sut=openai``: any OpenAI-compatible server (vLLM, SGLang, TGI, TensorRT-LLM, llama.cpp, hosted APIs).
+
+One asyncio loop on a background thread owns a pooled aiohttp session; ``submit`` (Server,
+SingleStream) and ``generate`` (Offline) only schedule coroutines on it. A semaphore bounds the
+requests in flight (``sut.max_concurrency``); LoadGen's clock starts at the query's scheduled
+time, so time spent waiting for it is counted in TTFT, not hidden.
+
+Failure policy: no retries. A failed request (HTTP error, cut stream, read timeout, lost server)
+is a completed-with-error sample, counted by the bridge, whose ``run.max_errors`` then fails the
+rest fast, so a dead server ends the run in bounded time. ``create`` runs a preflight
+(GET /v1/models) that fails at once when the server is down or does not serve ``sut.model``.
+The API key is read from the environment variable named by ``sut.api_key_env`` and only ever
+placed in the Authorization header.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from harness.errors import ConfigError, SUTError
+from harness.sut.base import Completion, Sample, TokenStream
+from harness.sut.openai_client import Endpoint, Reply, RequestError, list_models, request_body, send, session
+from harness.sut.openai_tokens import load_output_tokenizer
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from harness.sut import SUTContext
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class OpenAIParams:
+    """Settings of ``sut=openai`` (conf/sut/openai.yaml)."""
+
+    base_url: str = "http://127.0.0.1:8000/v1"
+    model: str | None = None  # null: the first model GET /v1/models lists
+    api: Literal["completions", "chat"] = "completions"
+    api_key_env: str | None = None  # NAME of the environment variable holding the key, never the key
+    max_concurrency: int = 64  # requests in flight (and pooled connections)
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 30.0  # longest silence allowed while waiting for bytes of a response
+    stream_offline: bool = False  # Offline: false sends non-streamed requests
+    ignore_eos: bool = False  # ask the server to generate max_tokens tokens (vLLM/SGLang/TRT-LLM)
+    min_tokens: int | None = None
+    return_token_ids: bool = False  # ask for output token ids (vLLM >= 0.10.2, harness-serve)
+    tokenizer_path: str | None = None  # local HF tokenizer dir, "embedded", or null: dataset word tokenizer
+    extra_body: dict[str, Any] = field(default_factory=dict)  # merged into every request body
+    max_batch_size: int = 4096  # Offline: samples handed to one generate() call (sent concurrently)
+    usage_mismatch_warn: float = 0.05  # warn when more than this fraction of requests disagree on counts
+    preflight: bool = True
+
+
+@dataclass
+class _Counts:
+    """Per-run request accounting (touched only on the loop thread)."""
+
+    requests: int = 0
+    errors: int = 0
+    usage_reported: int = 0
+    usage_mismatches: int = 0
+    server_tokens: int = 0
+    client_tokens: int = 0
+    ids_from_server: int = 0
+    first_token_retokenized: int = 0
+
+
+def api_key(params: OpenAIParams, environ: Mapping[str, str] | None = None) -> str | None:
+    environ = os.environ if environ is None else environ
+    if not params.api_key_env:
+        return None
+    key = environ.get(params.api_key_env)
+    if not key:
+        raise ConfigError(f"sut.api_key_env={params.api_key_env}: that environment variable is not set")
+    return key
+
+
+class OpenAISUT:
+    """The SUT protocol over HTTP; thread-safe, all I/O on one event loop."""
+
+    name = "openai"
+    streaming = True
+    concurrency = 1  # one Offline worker: generate() itself sends a whole batch concurrently
+
+    def __init__(self, params: OpenAIParams, tokenizer: Any, max_new_tokens: int, key: str | None) -> None:
+        if params.max_concurrency < 1:
+            raise ConfigError(f"sut.max_concurrency must be at least 1, got {params.max_concurrency}")
+        if max_new_tokens < 1:
+            raise ConfigError(f"benchmark.max_new_tokens must be at least 1, got {max_new_tokens}")
+        self.params = params
+        self.tokenizer = tokenizer
+        self.max_new_tokens = max_new_tokens
+        self.max_batch_size = params.max_batch_size
+        self.counts = _Counts()
+        self._key = key
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="openai-client", daemon=True)
+        self._thread.start()
+        self._session: aiohttp.ClientSession | None = None
+        self._sem: asyncio.Semaphore | None = None
+        self._call(self._open())
+        self.endpoint = Endpoint(params.base_url, params.model or "", params.api, key)
+
+    @classmethod
+    def create(cls, params: OpenAIParams, ctx: SUTContext) -> OpenAISUT:
+        key = api_key(params)
+        sut = cls(params, cls.load_tokenizer(params, ctx), ctx.max_new_tokens, key)
+        try:
+            if params.preflight or params.model is None:
+                sut.preflight()
+        except BaseException:
+            sut.close()
+            raise
+        log.info("sut=openai: %s model %s, %s API, up to %d requests in flight; output tokens: %s",
+                 params.base_url, sut.endpoint.model, params.api, params.max_concurrency,
+                 "server token ids" if params.return_token_ids else sut.tokenizer.name)
+        return sut
+
+    @classmethod
+    def load_tokenizer(cls, params: OpenAIParams, ctx: SUTContext) -> Any:
+        return load_output_tokenizer(params.tokenizer_path, ctx.corpus)
+
+    def preflight(self) -> None:
+        """GET /v1/models: SUTError (one line) when the server is down or lacks ``sut.model``."""
+        p = self.params
+        headers = {"Authorization": f"Bearer {self._key}"} if self._key else {}
+        try:
+            models = self._call(list_models(self._session, p.base_url, headers),
+                                timeout=p.connect_timeout_s + p.read_timeout_s + 1)
+        except RequestError as exc:
+            raise SUTError(f"sut.base_url={p.base_url}: {exc}") from None
+        if p.model is None:
+            if not models:
+                raise SUTError(f"sut.base_url={p.base_url}: GET /models lists no model; set sut.model")
+            self.endpoint = Endpoint(p.base_url, models[0], p.api, self._key)
+        elif p.model not in models:
+            raise SUTError(f"sut.model={p.model} is not served by {p.base_url} (it serves: "
+                           f"{', '.join(models[:10]) or 'nothing'})")
+
+    # -- the SUT protocol ------------------------------------------------------------------
+    def load(self, samples: Sequence[Sample]) -> None:
+        del samples  # the server tokenizes its own prompts
+
+    def submit(self, sample: Sample, stream: TokenStream) -> None:
+        asyncio.run_coroutine_threadsafe(self._stream(sample, stream), self._loop)
+
+    def generate(self, batch: Sequence[Sample]) -> list[Completion]:
+        return self._call(self._batch(batch))
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            try:
+                self._call(self._close(), timeout=5)
+            except Exception:  # closing must not hide the run's own outcome
+                log.debug("closing the HTTP session failed", exc_info=True)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=5)
+        self._warn_mismatches()
+
+    def stats(self) -> dict[str, Any]:
+        """Client vs server token accounting for results.json (``extra.sut_stats``)."""
+        c = self.counts
+        rate = c.usage_mismatches / c.usage_reported if c.usage_reported else None
+        return {"requests": c.requests, "errors": c.errors, "usage_reported": c.usage_reported,
+                "usage_mismatches": c.usage_mismatches, "usage_mismatch_rate": rate,
+                "server_completion_tokens": c.server_tokens, "client_completion_tokens": c.client_tokens,
+                "token_ids_from_server": c.ids_from_server, "first_token_retokenized": c.first_token_retokenized,
+                "token_source": "server token ids" if self.params.return_token_ids else self.tokenizer.name}
+
+    # -- the loop side ---------------------------------------------------------------------
+    def _call(self, coro: Any, timeout: float | None = None) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    async def _open(self) -> None:
+        p = self.params
+        self._session = session(limit=p.max_concurrency, connect_timeout_s=p.connect_timeout_s,
+                                read_timeout_s=p.read_timeout_s)
+        self._sem = asyncio.Semaphore(p.max_concurrency)
+
+    async def _close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    def _body(self, sample: Sample, stream: bool) -> dict[str, Any]:
+        p = self.params
+        return request_body(self.endpoint, sample.prompt, max_tokens=self.max_new_tokens, stream=stream,
+                            ignore_eos=p.ignore_eos, min_tokens=p.min_tokens, return_token_ids=p.return_token_ids,
+                            extra=p.extra_body)
+
+    async def _request(self, sample: Sample, stream: bool, on_delta: Any = None) -> Reply:
+        assert self._sem is not None and self._session is not None
+        self.counts.requests += 1
+        async with self._sem:
+            try:
+                return await send(self._session, self.endpoint, self._body(sample, stream), on_delta)
+            except RequestError:
+                self.counts.errors += 1
+                raise
+
+    async def _stream(self, sample: Sample, stream: TokenStream) -> None:
+        first: list[int] = []  # what was emitted as the first token, when counting client-side
+
+        def on_delta(text: str, ids: list[int] | None) -> None:
+            if ids is not None:
+                stream.emit(ids)  # exact: the server's own ids
+            elif not first and text:
+                # TTFT: the first chunk with content or reasoning. Its first token is emitted now;
+                # the whole text is tokenized once at the end and the rest follows.
+                first.extend(self.tokenizer.encode(text)[:1])
+                stream.emit(first)
+
+        try:
+            reply = await self._request(sample, True, on_delta)
+        except Exception as exc:
+            stream.fail(exc)
+            return
+        ids = self._output_ids(reply)
+        if reply.token_ids is None:
+            if first and ids[:1] != first:
+                self.counts.first_token_retokenized += 1
+            stream.emit(ids[1:] if first else ids)
+        stream.finish()
+
+    async def _batch(self, batch: Sequence[Sample]) -> list[Completion]:
+        stream = self.params.stream_offline
+
+        async def one(s: Sample) -> Completion:
+            try:
+                return Completion(s.index, tuple(self._output_ids(await self._request(s, stream))))
+            except Exception as exc:
+                return Completion(s.index, (), error=f"{type(exc).__name__}: {exc}")
+
+        return list(await asyncio.gather(*(one(s) for s in batch)))
+
+    def _output_ids(self, reply: Reply) -> list[int]:
+        """Output token ids (server's, else the tokenizer's) and the usage comparison."""
+        c = self.counts
+        if reply.token_ids is not None:
+            ids = reply.token_ids
+            c.ids_from_server += 1
+        else:
+            ids = self.tokenizer.encode(reply.full_text)
+        c.client_tokens += len(ids)
+        if reply.usage_tokens is not None:
+            c.usage_reported += 1
+            c.server_tokens += reply.usage_tokens
+            if reply.usage_tokens != len(ids):
+                c.usage_mismatches += 1
+        return ids
+
+    def _warn_mismatches(self) -> None:
+        s = self.stats()
+        rate = s["usage_mismatch_rate"]
+        if rate is not None and rate > self.params.usage_mismatch_warn:
+            log.warning("sut=openai: the server's usage count differs from the client's on %d of %d requests "
+                        "(%.0f%%; server %d, client %d tokens): set sut.tokenizer_path to the model's tokenizer "
+                        "or sut.return_token_ids=true", s["usage_mismatches"], s["usage_reported"], 100 * rate,
+                        s["server_completion_tokens"], s["client_completion_tokens"])
