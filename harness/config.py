@@ -144,10 +144,28 @@ class SUTConfig:
 
 @dataclass(frozen=True)
 class SystemConfig:
-    """The machine the run describes (filled out further for submissions)."""
+    """The machine the run describes; the rest fills ``systems/<id>.json`` of a submission.
+
+    ``system_name``, ``status``, ``system_type`` and ``framework`` cannot be detected and are
+    required by ``harness-submit``. The hardware fields default to what ``environment.json``
+    captured (null); set them when that is not the machine that served the model (a remote server).
+    """
 
     name: str = "local"
     description: str = ""
+    system_name: str | None = None
+    status: Literal["available", "preview", "rdi"] | None = None
+    system_type: Literal["datacenter", "edge", "datacenter,edge"] | None = None
+    framework: str | None = None
+    number_of_nodes: int = 1
+    host_processor_model_name: str | None = None
+    host_processor_core_count: int | None = None
+    host_memory_capacity: str | None = None
+    accelerator_model_name: str | None = None
+    accelerators_per_node: int | None = None
+    accelerator_memory_capacity: str | None = None
+    operating_system: str | None = None
+    other_software_stack: str | None = None
 
 
 @dataclass(frozen=True)

@@ -45,3 +45,7 @@ class TrackingError(HarnessError):
     """The tracking store cannot be reached or written (fatal only with tracking.required=true)."""
 
     exit_code = 5
+
+
+class SubmissionError(HarnessError):
+    """A run cannot go into a submission tree, or a tree cannot be written or read."""

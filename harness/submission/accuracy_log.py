@@ -1,0 +1,34 @@
+"""The accuracy log in a tree: truncated to its first and last 4096 bytes (MLPERF_FACTS.md).
+
+The full log's sha256 stays in accuracy.txt; its size and the sha256 of the truncated copy go
+into the manifest, so the checker can tell that the copy is the truncation written for that log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+KEEP_BYTES = 4096
+MARKER = b"\n...\n"  # between head and tail, so a truncated log is never mistaken for JSON
+
+
+def truncated_size(full_size: int) -> int:
+    """Bytes of the copy of a log of ``full_size`` bytes: the whole log when it is small."""
+    return full_size if full_size <= 2 * KEEP_BYTES else 2 * KEEP_BYTES + len(MARKER)
+
+
+def truncate(source: Path, target: Path) -> None:
+    size = source.stat().st_size
+    with source.open("rb") as f:
+        if size <= 2 * KEEP_BYTES:
+            data = f.read()
+        else:
+            head = f.read(KEEP_BYTES)
+            f.seek(size - KEEP_BYTES)
+            data = head + MARKER + f.read()
+    target.write_bytes(data)
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
