@@ -56,6 +56,22 @@ def secret_values(data: Any) -> set[str]:
     return found
 
 
+def secret_env_names(data: Any) -> set[str]:
+    """Values of keys like ``api_key_env``: names of environment variables that hold secrets."""
+    found: set[str] = set()
+    if isinstance(data, Mapping):
+        for key, value in data.items():
+            stem = str(key)[:-4] if str(key).lower().endswith("_env") else ""
+            if stem and is_secret_key(stem) and isinstance(value, str):
+                found.add(value)
+            else:
+                found |= secret_env_names(value)
+    elif isinstance(data, (list, tuple)):
+        for item in data:
+            found |= secret_env_names(item)
+    return found
+
+
 @dataclass(frozen=True)
 class Redactor:
     """Masks secret-keyed values in data and known secret values in any text."""
@@ -69,6 +85,8 @@ class Redactor:
         values: set[str] = {v for k, v in environ.items() if is_secret_key(k)}
         for source in sources:
             values |= secret_values(source)
+            # sut.api_key_env names the variable holding the key (any name, e.g. LLM_CRED).
+            values |= {environ[name] for name in secret_env_names(source) if name in environ}
         return cls(frozenset(v for v in values if len(v) >= MIN_SCRUB_LEN))
 
     def text(self, text: str) -> str:

@@ -103,6 +103,7 @@ class TestOutcome:
 
     stats: BridgeStats
     compliance: ComplianceResult | None = None
+    sut_stats: dict | None = None  # the SUT's own counters, if it has stats() (sut=openai: token accounting)
 
 
 def run_one_test(config: HarnessConfig, dataset: Dataset, test: str, test_dir: Path, user_conf: Path,
@@ -133,7 +134,7 @@ def run_one_test(config: HarnessConfig, dataset: Dataset, test: str, test_dir: P
             texts = decode_accuracy_log(test_dir / ACCURACY_LOG, sut.tokenizer.decode)
             (test_dir / PREDICTIONS).write_text(json.dumps(texts, indent=1, ensure_ascii=False) + "\n")
             compliance = verify_accuracy_log(test_dir / ACCURACY_LOG, sut.tokenizer.eos_token_id, test_dir)
-        return TestOutcome(stats, compliance)
+        return TestOutcome(stats, compliance, sut.stats() if callable(getattr(sut, "stats", None)) else None)
     finally:
         sut.close()
 
@@ -174,6 +175,7 @@ def run_benchmark(config: HarnessConfig, output_dir: Path) -> RunResult:
     accuracy: dict | None = None
     accuracy_error: AccuracyError | None = None
     compliance_tests: dict[str, dict] = {}
+    sut_stats: dict[str, dict] = {}
     for test in Plan.for_config(config).tests:
         test_dir = output_dir / test
         test_dir.mkdir(exist_ok=True)
@@ -184,6 +186,8 @@ def run_benchmark(config: HarnessConfig, output_dir: Path) -> RunResult:
         stats = outcome.stats
         errors += stats.errors
         issued[test] = stats.issued
+        if outcome.sut_stats is not None:
+            sut_stats[test] = outcome.sut_stats
         messages += [f"{test}: {m}" for m in stats.error_messages]
         if test == "performance":
             perf = performance_result(parse_detail_log(test_dir / DETAIL_LOG))
@@ -222,7 +226,8 @@ def run_benchmark(config: HarnessConfig, output_dir: Path) -> RunResult:
         accuracy=accuracy,
         harness_version=__version__,
         extra={"accuracy_log_samples": accuracy_samples, "samples_issued": issued,
-               **({"compliance": compliance_tests} if compliance_tests else {})},
+               **({"compliance": compliance_tests} if compliance_tests else {}),
+               **({"sut_stats": sut_stats} if sut_stats else {})},
     )
     result.write(output_dir)
     if accuracy_error is not None:
