@@ -203,7 +203,8 @@ class ResultChecker:
         expected = accuracy_log.truncated_size(size)
         if copy.stat().st_size != expected:
             return self.add("accuracy_hash", shown, f"{layout.ACC_LOG} has {copy.stat().st_size} bytes; the "
-                                                    f"truncation of a {size}-byte log has {expected}")
+                                                    f"truncation of a {size}-byte log has {expected}: "
+                                                    "the log was edited")
         if size == copy.stat().st_size and accuracy_log.sha256(copy) != recorded:
             return self.add("accuracy_hash", shown, f"{layout.ACC_LOG} (the whole log) does not match hash= in "
                                                     f"{layout.ACC_TXT}: the log was edited")
