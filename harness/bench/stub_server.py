@@ -4,8 +4,9 @@ For the HTTP client's tests and its fidelity benchmark. Every response streams `
 (``" t0 t1 ..."``, one token per chunk, ``token_ids`` included when asked): the first after
 ``--ttft-ms``, then one every ``--tpot-ms``, scheduled from the request's arrival (absolute
 deadlines, so the server's own lateness does not accumulate). Faults, on every ``--fault-every``-th
-request: ``500`` (HTTP 500), ``cut`` (the connection is dropped half-way), ``hang`` (a role
-chunk, then silence). ``--exit-after N`` kills the process after N requests. GET /stats returns
+request, in turn when several are given: ``500`` (HTTP 500), ``cut`` (the connection is
+dropped half-way), ``hang`` (a role chunk, then silence). ``--exit-after N`` kills the process
+after N requests. GET /stats returns
 each request's arrival, first-chunk and last-chunk times (``time.perf_counter()``: CLOCK_MONOTONIC
 on Linux, comparable between processes).
 
@@ -31,7 +32,7 @@ class Script:
     ttft_ms: float = 0.0
     tpot_ms: float = 0.0
     tokens: int = 16
-    fault: str | None = None  # 500 | cut | hang
+    faults: tuple[str, ...] = ()  # 500 | cut | hang, taken in turn by the faulty requests
     fault_every: int = 0
     exit_after: int = 0
     model: str = "stub"
@@ -65,7 +66,8 @@ class Stub:
             os._exit(1)  # a server that dies mid-run: every open connection drops
         body = await request.json()
         chat = request.path.endswith("chat/completions")
-        fault = s.fault if s.fault and s.fault_every and n % s.fault_every == 0 else None
+        faulty = s.faults and s.fault_every and n % s.fault_every == 0
+        fault = s.faults[(n // s.fault_every - 1) % len(s.faults)] if faulty else None
         if fault == "500":
             return web.json_response({"error": {"message": "injected failure"}}, status=500)
         tokens = min(int(body.get("max_tokens") or s.tokens), s.tokens)
@@ -126,11 +128,14 @@ def main() -> None:
     p.add_argument("--ttft-ms", type=float, default=0.0)
     p.add_argument("--tpot-ms", type=float, default=0.0)
     p.add_argument("--tokens", type=int, default=16)
-    p.add_argument("--fault", choices=["500", "cut", "hang"])
+    p.add_argument("--fault", default="", help="comma-separated: 500, cut, hang (taken in turn)")
     p.add_argument("--fault-every", type=int, default=0)
     p.add_argument("--exit-after", type=int, default=0)
     a = p.parse_args()
-    script = Script(a.ttft_ms, a.tpot_ms, a.tokens, a.fault, a.fault_every, a.exit_after)
+    faults = tuple(f for f in a.fault.split(",") if f)
+    if set(faults) - {"500", "cut", "hang"}:
+        p.error(f"--fault: unknown fault in {a.fault!r} (known: 500, cut, hang)")
+    script = Script(a.ttft_ms, a.tpot_ms, a.tokens, faults, a.fault_every, a.exit_after)
     try:
         asyncio.run(_serve(Stub(script), "127.0.0.1", a.port))
     except KeyboardInterrupt:

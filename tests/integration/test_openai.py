@@ -1,0 +1,114 @@
+"""sut=openai through the real LoadGen against real servers on 127.0.0.1: harness-serve and the stub."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.openai_servers import serve, stub
+
+SMALL = ["dataset.n_samples=8", "benchmark.max_new_tokens=16"]
+QUICK = {
+    "offline": [],
+    # VALID needs ~500 queries (LoadGen's early stopping at p99), as in test_scenarios.
+    "server": ["scenario.target_qps=250", "scenario.min_duration_s=1"],
+    "single_stream": ["scenario.min_duration_s=0.3", "scenario.expected_latency_ms=10",
+                      "scenario.min_query_count=20"],
+}
+FAULTY_SERVER = ["scenario=server", "scenario.target_qps=100", "scenario.min_duration_s=0.5",
+                 "scenario.min_query_count=50"]  # not VALID (too few queries), and not meant to be
+
+
+@pytest.fixture(scope="module")
+def echo_url():
+    with serve("sut=echo", "sut.ttft_ms=2", "sut.tpot_ms=0.2", "sut.output_tokens=16") as url:
+        yield url
+
+
+@pytest.mark.parametrize("scenario", list(QUICK))
+def test_every_scenario_through_harness_serve(run, echo_url, scenario):
+    api = "chat" if scenario == "server" else "completions"  # chat: a role chunk precedes the first token
+    result = run("sut=openai", f"sut.base_url={echo_url}", f"sut.api={api}", "sut.return_token_ids=true",
+                 f"scenario={scenario}", "mode=performance", *SMALL, *QUICK[scenario], timeout_s=90)
+    assert result.errors == 0 and result.loadgen_errors == 0, result.error_messages
+    assert result.valid is True, result.invalid_reasons
+    assert result.tokens_per_second > 0 and (result.ttft_ms is None) == (scenario == "offline")
+    stats = result.extra["sut_stats"]["performance"]
+    assert stats["errors"] == 0 and stats["requests"] >= 8
+    assert stats["usage_mismatch_rate"] == 0.0  # the server's ids, so both counts agree
+
+
+def test_accuracy_through_an_oracle_server_is_perfect(run):
+    # The oracle answers every dataset prompt with its whole reference: no length limit cuts it.
+    with serve("sut=oracle", "benchmark.max_new_tokens=4096") as url:
+        result = run("sut=openai", f"sut.base_url={url}", "mode=accuracy", "dataset.n_samples=8",
+                     "benchmark.max_new_tokens=4096", timeout_s=90)
+    assert result.errors == 0, result.error_messages
+    # No token ids: the client tokenizes the text losslessly, so the references come back exactly.
+    assert result.accuracy["scores"]["rouge1"] == pytest.approx(100, abs=0.01)
+    assert result.extra["accuracy_log_samples"] == 8
+
+
+def test_the_tiny_model_served_over_http(run):
+    with serve("sut=hf") as url:
+        result = run("sut=openai", f"sut.base_url={url}", "sut.tokenizer_path=embedded", "mode=performance",
+                     "dataset.n_samples=4", "benchmark.max_new_tokens=8", timeout_s=120)
+    assert result.errors == 0 and result.valid is True, result.error_messages
+    stats = result.extra["sut_stats"]["performance"]
+    assert stats["requests"] == 4 and stats["usage_reported"] == 4
+    # Counted with the model's own tokenizer: re-encoding decoded random-weight text may still split
+    # differently from the ids generated, which is exactly what the mismatch rate reports.
+    assert 0 <= stats["usage_mismatch_rate"] <= 1 and "tokenizer of" in stats["token_source"]
+    assert 4 <= stats["server_completion_tokens"] <= 4 * 8  # max_new_tokens=8; EOS may stop a sample early
+
+
+def test_faults_end_as_counted_errors_in_bounded_time(run):
+    # Every 3rd request fails: HTTP 500, a stream cut mid-way, a hang past sut.read_timeout_s, in turn.
+    with stub("--fault", "500,cut,hang", "--fault-every", "3", "--tokens", "8", "--tpot-ms", "1") as url:
+        start = time.monotonic()
+        result = run("sut=openai", f"sut.base_url={url}", "sut.read_timeout_s=1", "mode=performance",
+                     "run.max_errors=1000", *SMALL, *FAULTY_SERVER, timeout_s=90)
+    assert time.monotonic() - start < 60
+    for message in ("HTTP 500", "connection lost|cut mid-way", "read timeout"):
+        assert any(re.search(message, m) for m in result.error_messages), (message, result.error_messages)
+    stats = result.extra["sut_stats"]["performance"]
+    assert result.errors >= 3 and stats["errors"] == result.errors  # one failed request, one failed sample
+    assert stats["requests"] == result.extra["samples_issued"]["performance"]  # no retries
+
+
+def test_a_server_that_dies_mid_run_ends_the_run_with_errors(run):
+    with stub("--exit-after", "20", "--tokens", "8", "--tpot-ms", "1") as url:
+        start = time.monotonic()
+        result = run("sut=openai", f"sut.base_url={url}", "mode=performance", *SMALL, *FAULTY_SERVER,
+                     timeout_s=90)
+    assert time.monotonic() - start < 60
+    assert result.errors >= 10, result.error_messages  # run.max_errors=10: the rest failed fast
+    assert any("connect" in m or "connection lost" in m for m in result.error_messages), result.error_messages
+
+
+def test_preflight_failure_is_one_error_line_and_the_api_key_is_never_written(tmp_path, echo_url):
+    key = "sk-harness-test-7f3a9c1e5b"
+    env = {**os.environ, "LLM_CRED": key}
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "harness", "sut=openai", f"sut.base_url={echo_url}", "sut.api_key_env=LLM_CRED",
+           "mode=performance", *SMALL, f"hydra.run.dir={out}"]
+    ok = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    bad = subprocess.run([*cmd[:-1], "sut.model=nope", f"hydra.run.dir={tmp_path / 'bad'}"], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0
+    assert [line for line in bad.stderr.splitlines() if line.startswith("error:")] == \
+        [f"error: sut.model=nope is not served by {echo_url} (it serves: echo)"]
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert any(p.name == "results.json" for p in written) and json.loads((out / "results.json").read_text())
+    for p in written:
+        assert key.encode() not in p.read_bytes(), p
+    for text in (ok.stdout, ok.stderr, bad.stdout, bad.stderr):
+        assert key not in text
+    assert "LLM_CRED" in (out / "config.json").read_text()  # the variable's name, not its value
