@@ -301,8 +301,9 @@ def run_test(sut: SUT, samples: Sequence[Sample], *, scenario: str, mode: str, m
     """Run one LoadGen test (performance or accuracy) of ``sut`` over ``samples``; blocks.
 
     ``audit_config`` is a compliance test's audit conf (TEST06), which LoadGen applies over
-    mlperf.conf and user.conf; without one LoadGen looks for ``audit.config`` in the working
-    directory, its own default.
+    mlperf.conf and user.conf. Without one, LoadGen's own default would read ``audit.config``
+    from the working directory, so a stale file there would silently turn a normal run into a
+    compliance run; a path that does not exist is passed instead.
     """
     streaming = scenario != "Offline"
     if streaming and not supports_streaming(sut):
@@ -322,8 +323,10 @@ def run_test(sut: SUT, samples: Sequence[Sample], *, scenario: str, mode: str, m
     started = time.monotonic()
     try:
         log.info("LoadGen %s %s test: %d samples, model key %s", scenario, mode, len(samples), model_key)
-        lg.StartTestWithLogSettings(handle, qsl, settings, log_settings,
-                                    str(audit_config) if audit_config else "audit.config")
+        if audit_config is None and Path("audit.config").exists():
+            log.warning("ignoring ./audit.config (compliance tests are run by mode=submission)")
+        no_audit = outdir / "no-audit.config"  # never created
+        lg.StartTestWithLogSettings(handle, qsl, settings, log_settings, str(audit_config or no_audit))
     finally:
         bridge.stop()
         lg.DestroySUT(handle)
