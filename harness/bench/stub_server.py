@@ -110,7 +110,8 @@ class Stub:
             first = first or last
         await send({"choices": [], "usage": {"completion_tokens": tokens}})
         await resp.write(b"data: [DONE]\n\n")
-        self.records.append({"arrival": arrival, "first": first, "last": last, "tokens": tokens})
+        prompt = body.get("prompt") if not chat else (body.get("messages") or [{}])[-1].get("content")
+        self.records.append({"arrival": arrival, "first": first, "last": last, "tokens": tokens, "prompt": prompt})
         return resp
 
 
