@@ -180,6 +180,33 @@ def server_test(config: HarnessConfig, outdir: Path) -> Server:
                   (detail.get("result_mean_latency_ns") or 0) / 1e9, bool(result.valid), result.invalid_reasons)
 
 
+def calibrate(args: argparse.Namespace, server_base: list[str], outdir: Path, tries: int = 5) -> float:
+    """The target QPS whose Server run kept closest to ``args.in_flight`` requests in flight.
+
+    In flight grows steeply near the SUT's capacity, so after a first guess from Little's law
+    this brackets the goal and bisects (geometrically) between the tried QPS on either side.
+    """
+    goal = args.in_flight
+    probe = compose([*server_base, "sut.max_batch_size=32"])
+    latency_s = run_in_process(concurrent_latency, probe, samples_of(probe), goal, log_file=outdir / "calibrate.log")
+    qps = goal / latency_s
+    log.info("%d concurrent requests take %.0f ms: first guess %.1f QPS", goal, latency_s * 1000, qps)
+    tried: dict[float, float] = {}
+    for i in range(tries):
+        cfg = compose([*server_base, "sut.max_batch_size=32", f"scenario.target_qps={qps:.3f}"])
+        tried[qps] = server_test(cfg, outdir / f"calibrate-{i}").in_flight
+        log.info("calibration: %.1f QPS keeps %.1f in flight", qps, tried[qps])
+        if abs(tried[qps] - goal) <= 0.15 * goal:
+            break
+        below = [q for q, seen in tried.items() if seen < goal]
+        above = [q for q, seen in tried.items() if seen > goal]
+        if below and above:
+            qps = (max(below) * min(above)) ** 0.5
+        else:
+            qps *= (goal / tried[qps]) ** 0.5  # latency grows with load: move part of the way
+    return min(tried, key=lambda q: abs(tried[q] - goal))
+
+
 # -- report ----------------------------------------------------------------------------------
 def _median(values: list[float]) -> float:
     return statistics.median(values)
@@ -234,7 +261,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--samples", type=int, default=32, help="prompts from the bundled sample (default: 32)")
     parser.add_argument("--batch-size", type=int, default=8, help="Offline batch size (default: 8)")
     parser.add_argument("--max-new-tokens", type=int, default=128, help="Offline tokens per sample (default: 128)")
-    parser.add_argument("--server-tokens", type=int, default=32, help="Server tokens per sample (default: 32)")
+    parser.add_argument("--server-tokens", type=int, default=128, help="Server tokens per sample (default: 128)")
     parser.add_argument("--in-flight", type=int, default=8, help="requests to keep in flight (default: 8)")
     parser.add_argument("--queries", type=int, default=200, help="Server queries per test (default: 200)")
     parser.add_argument("--repeats", type=int, default=3, help="rounds of each comparison (default: 3)")
@@ -260,19 +287,7 @@ def main(argv: list[str] | None = None) -> int:
 
     server_base = [*base, "scenario=server", f"benchmark.max_new_tokens={args.server_tokens}",
                    "scenario.min_duration_s=1", f"scenario.min_query_count={args.queries}"]
-    probe = compose([*server_base, "sut.max_batch_size=32"])
-    latency_s = run_in_process(concurrent_latency, probe, samples_of(probe), args.in_flight,
-                               log_file=outdir / "calibrate.log")
-    qps = args.in_flight / latency_s
-    log.info("%d concurrent requests take %.0f ms: first guess %.1f QPS", args.in_flight, latency_s * 1000, qps)
-    for i in range(4):
-        cfg = compose([*server_base, "sut.max_batch_size=32", f"scenario.target_qps={qps:.3f}"])
-        seen = server_test(cfg, outdir / f"calibrate-{i}").in_flight
-        log.info("calibration: %.1f QPS keeps %.1f in flight", qps, seen)
-        if abs(seen - args.in_flight) <= 0.15 * args.in_flight:
-            break
-        # Latency grows with the load, so move only part of the way (in log space) towards the goal.
-        qps *= (args.in_flight / seen) ** 0.7
+    qps = calibrate(args, server_base, outdir)
     server: dict[str, list[Server]] = {"inflight": [], "serial": []}
     for r in range(args.repeats):
         for name, width in (("inflight", 32), ("serial", 1)):

@@ -154,6 +154,13 @@ def eos_ids(model: Any, tokenizer: Any) -> frozenset[int]:
     raise SUTError("the model defines no EOS token (generation_config.json, config.json or the tokenizer)")
 
 
+def _check(params: HFParams, max_new_tokens: int) -> None:
+    if max_new_tokens < 1:
+        raise ConfigError(f"benchmark.max_new_tokens must be at least 1, got {max_new_tokens}")
+    if params.max_batch_size < 1:
+        raise ConfigError(f"sut.max_batch_size must be at least 1, got {params.max_batch_size}")
+
+
 def until_eos(tokens: Sequence[int], eos: frozenset[int]) -> tuple[int, ...]:
     """Tokens up to and including the first EOS: at most one trailing EOS (MLPerf TEST06)."""
     for i, t in enumerate(tokens):
@@ -175,10 +182,7 @@ class HFSUT:
 
         from harness.sut.hf_inflight import InflightDecoder
 
-        if max_new_tokens < 1:
-            raise ConfigError(f"benchmark.max_new_tokens must be at least 1, got {max_new_tokens}")
-        if params.max_batch_size < 1:
-            raise ConfigError(f"sut.max_batch_size must be at least 1, got {params.max_batch_size}")
+        _check(params, max_new_tokens)
         self.model = model
         self.path = path
         self.params = params
@@ -212,6 +216,7 @@ class HFSUT:
     def create(cls, params: HFParams, ctx: SUTContext) -> HFSUT:
         import torch
 
+        _check(params, ctx.max_new_tokens)  # before the (possibly long) load
         device = resolve_device(params.device)
         if params.cuda_fast_decode and device != "cuda":
             raise ConfigError("sut.cuda_fast_decode=true needs CUDA (sut.device=cuda or auto on a GPU machine)")

@@ -171,7 +171,11 @@ class InflightDecoder:
 
     def _prefill(self, rows: list[_Row]) -> None:
         ids, mask, positions = left_pad([row.prompt for row in rows], self.pad_id, self.device)
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, **self._keep)
+        # Without padding the mask says nothing: leaving it out lets attention take its causal fast
+        # path (about 15% of a single prompt's prefill on CPU), as generate() does.
+        unpadded = len({len(row.prompt) for row in rows}) == 1
+        out = self.model(input_ids=ids, attention_mask=None if unpadded else mask, position_ids=positions,
+                         use_cache=True, **self._keep)
         self.stats.prefills += 1
         cache = out.past_key_values
         if self._mergeable is None:
