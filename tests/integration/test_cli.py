@@ -27,7 +27,8 @@ def test_default_run_prints_a_summary_and_writes_results(tmp_path):
 def test_help_lists_groups_and_examples(tmp_path):
     proc = harness("--help", cwd=tmp_path)
     assert proc.returncode == 0
-    for text in ("scenario: interactive, offline, server, single_stream", "sut: echo, failing, hf, null, openai, oracle",
+    for text in ("scenario: interactive, offline, server, single_stream",
+                 "sut: echo, failing, hf, null, openai, oracle",
                  "harness -m scenario=offline,server,single_stream", "Exit codes"):
         assert text in proc.stdout
 
