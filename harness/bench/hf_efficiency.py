@@ -228,14 +228,14 @@ def render(args: argparse.Namespace, offline: dict[str, list[Offline]], qps: flo
         lines.append("  note: token counts differ between variants")
     i, s = server["inflight"], server["serial"]
     ratio_server = _median([x.tokens_per_second for x in i]) / _median([x.tokens_per_second for x in s])
-    lines += ["",
+    lines += ["", "(medians over rounds; mean in flight = LoadGen's completed samples/s x mean latency)",
               f"Server: target {qps:.1f} QPS (calibrated to keep about {args.in_flight} in flight), {args.queries} "
               f"queries, max_new_tokens {args.server_tokens}",
               f"  in-flight batching  {_fmt([x.tokens_per_second for x in i])} completed tokens/s, "
-              f"{_median([x.in_flight for x in i]):.1f} in flight on average, "
+              f"mean in flight {_median([x.in_flight for x in i]):.1f}, "
               f"VALID {sum(x.valid for x in i)}/{len(i)}",
               f"  one at a time       {_fmt([x.tokens_per_second for x in s])} completed tokens/s, "
-              f"{_median([x.in_flight for x in s]):.1f} in flight on average (queued), "
+              f"mean in flight {_median([x.in_flight for x in s]):.1f} (queued), "
               f"VALID {sum(x.valid for x in s)}/{len(s)}",
               f"  ratio of medians {ratio_server:.2f}x   goal >= {GOAL_INFLIGHT:g}x: "
               f"{'met' if ratio_server >= GOAL_INFLIGHT else 'NOT met'}",
