@@ -104,6 +104,7 @@ class TestOutcome:
     stats: BridgeStats
     compliance: ComplianceResult | None = None
     sut_stats: dict | None = None  # the SUT's own counters, if it has stats() (sut=openai: token accounting)
+    model: dict | None = None  # the SUT's model_info, if it has one (sut=hf: path, fingerprint, size)
 
 
 def run_one_test(config: HarnessConfig, dataset: Dataset, test: str, test_dir: Path, user_conf: Path,
@@ -134,7 +135,8 @@ def run_one_test(config: HarnessConfig, dataset: Dataset, test: str, test_dir: P
             texts = decode_accuracy_log(test_dir / ACCURACY_LOG, sut.tokenizer.decode)
             (test_dir / PREDICTIONS).write_text(json.dumps(texts, indent=1, ensure_ascii=False) + "\n")
             compliance = verify_accuracy_log(test_dir / ACCURACY_LOG, sut.tokenizer.eos_token_id, test_dir)
-        return TestOutcome(stats, compliance, sut.stats() if callable(getattr(sut, "stats", None)) else None)
+        return TestOutcome(stats, compliance, sut.stats() if callable(getattr(sut, "stats", None)) else None,
+                           getattr(sut, "model_info", None))
     finally:
         sut.close()
 
@@ -176,6 +178,7 @@ def run_benchmark(config: HarnessConfig, output_dir: Path) -> RunResult:
     accuracy_error: AccuracyError | None = None
     compliance_tests: dict[str, dict] = {}
     sut_stats: dict[str, dict] = {}
+    model: dict | None = None
     for test in Plan.for_config(config).tests:
         test_dir = output_dir / test
         test_dir.mkdir(exist_ok=True)
@@ -188,6 +191,7 @@ def run_benchmark(config: HarnessConfig, output_dir: Path) -> RunResult:
         issued[test] = stats.issued
         if outcome.sut_stats is not None:
             sut_stats[test] = outcome.sut_stats
+        model = model or outcome.model
         messages += [f"{test}: {m}" for m in stats.error_messages]
         if test == "performance":
             perf = performance_result(parse_detail_log(test_dir / DETAIL_LOG))
@@ -227,7 +231,7 @@ def run_benchmark(config: HarnessConfig, output_dir: Path) -> RunResult:
         harness_version=__version__,
         extra={"accuracy_log_samples": accuracy_samples, "samples_issued": issued,
                **({"compliance": compliance_tests} if compliance_tests else {}),
-               **({"sut_stats": sut_stats} if sut_stats else {})},
+               **({"sut_stats": sut_stats} if sut_stats else {}), **({"model": model} if model else {})},
     )
     result.write(output_dir)
     if accuracy_error is not None:

@@ -169,6 +169,16 @@ def until_eos(tokens: Sequence[int], eos: frozenset[int]) -> tuple[int, ...]:
     return tuple(tokens)
 
 
+def model_info(model: Any, path: Path) -> dict[str, Any]:
+    """What results.json records of the model (``extra.model``; MLflow tags its fingerprint)."""
+    from harness.sut.fingerprint import model_fingerprint
+
+    params = list(model.parameters())
+    return {"path": str(path), "architecture": type(model).__name__, "fingerprint": model_fingerprint(path),
+            "parameters": sum(p.numel() for p in params), "dtype": str(params[0].dtype).removeprefix("torch."),
+            "weight_bytes": sum(p.numel() * p.element_size() for p in params)}
+
+
 class HFSUT:
     """A causal LM in this process: batched generate() for Offline, in-flight batching for streaming."""
 
@@ -201,6 +211,7 @@ class HFSUT:
         self.generation_config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
                                                   eos_token_id=sorted(self.eos), pad_token_id=self.pad_id)
         self.max_positions = getattr(model.config, "max_position_embeddings", None)
+        self.model_info = model_info(model, path)
         self._prompts: dict[int, list[int]] = {}
         self._torch = torch
         if params.cuda_fast_decode:

@@ -93,7 +93,7 @@ def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
 
 def model_fingerprint(results: Mapping[str, Any]) -> str | None:
     """The model's fingerprint when the run recorded one: ``model.fingerprint`` or
-    ``extra.model.fingerprint`` in results.json (the SUT adapters do not report one yet)."""
+    ``extra.model.fingerprint`` in results.json (sut=hf reports one)."""
     for path in (("model", "fingerprint"), ("extra", "model", "fingerprint")):
         value = _get(results, path)
         if isinstance(value, str) and value:

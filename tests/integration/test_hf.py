@@ -37,6 +37,9 @@ def test_offline_accuracy_logs_the_greedy_tokens(run, expected):
     logged = {i: tuple(ids) for i, ids in read_accuracy_log(acc / "mlperf_log_accuracy.json").items()}
     assert logged == expected  # left-padded batches of 4 give each sample's own greedy tokens
     assert (acc / "predictions.json").is_file()
+    model = result.extra["model"]  # what MLflow tags as the model fingerprint
+    assert model["architecture"] == "LlamaForCausalLM" and len(model["fingerprint"]) == 64
+    assert model["weight_bytes"] == 4 * model["parameters"]  # float32 on CPU
 
 
 def test_server_streams_first_tokens_and_its_outputs_match_offline(run, expected):
