@@ -15,7 +15,7 @@ from typing import Any
 
 from harness.accuracy.judge import judge
 from harness.accuracy.log import file_sha256, read_accuracy_log
-from harness.accuracy.rouge import mean_score, postprocess, rouge_metric
+from harness.accuracy.rouge import mean_score, postprocess, rouge_of_lines
 from harness.accuracy.rouge_engine import ROUGE_TYPES
 from harness.accuracy.sentences import splitter
 from harness.config import BenchmarkConfig
@@ -43,8 +43,7 @@ def score_accuracy_log(log_path: Path, predictions: Mapping[int, str], reference
         raise AccuracyError(f"no decoded prediction for qsl_idx {missing[0]} of {log_path}")
     preds = postprocess([predictions[i] for i in order])
     refs = postprocess([references[i] for i in order])
-    per_sample = rouge_metric().compute(predictions=preds, references=refs, rouge_types=list(ROUGE_TYPES),
-                                        use_stemmer=True, use_aggregator=False)
+    per_sample = rouge_of_lines(preds, refs)
     scores: dict[str, Any] = {k: mean_score(per_sample[k]) for k in ROUGE_TYPES}
     scores["gen_len"] = int(sum(len(p) for p in preds))
     scores["gen_num"] = len(preds)

@@ -52,14 +52,19 @@ def postprocess(texts: Sequence[str]) -> list[str]:
     return [split_lines(t) for t in texts]
 
 
-def rouge_per_sample(predictions: Sequence[str], references: Sequence[str]) -> dict[str, list[float]]:
-    """Per-sample F-measures (0..1) of the postprocessed texts."""
+def rouge_of_lines(predictions: Sequence[str], references: Sequence[str]) -> dict[str, list[float]]:
+    """Per-sample F-measures (0..1) of texts already postprocessed (one sentence per line)."""
     if len(predictions) != len(references):
         raise AccuracyError(f"{len(predictions)} predictions but {len(references)} references")
     if not predictions:
         raise AccuracyError("nothing to score: no predictions")
-    return rouge_metric().compute(predictions=postprocess(predictions), references=postprocess(references),
+    return rouge_metric().compute(predictions=list(predictions), references=list(references),
                                   rouge_types=list(ROUGE_TYPES), use_stemmer=True, use_aggregator=False)
+
+
+def rouge_per_sample(predictions: Sequence[str], references: Sequence[str]) -> dict[str, list[float]]:
+    """Per-sample F-measures (0..1) of raw texts, postprocessed as the MLPerf recipe does."""
+    return rouge_of_lines(postprocess(predictions), postprocess(references))
 
 
 def mean_score(values: Sequence[float]) -> float:
