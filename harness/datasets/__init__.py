@@ -106,7 +106,7 @@ def load_dataset(config: DatasetConfig) -> Dataset:
     skipped = 0
     for n, row in enumerate(rows):
         rid = str(row.get("id", n))
-        if layout.format == "sharegpt" and config.format != "table" and not config.prompt_field:
+        if layout.format == "sharegpt" and not config.prompt_field:
             pair = sharegpt_pair(row)
             if pair is None:
                 skipped += 1
