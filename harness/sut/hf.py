@@ -4,7 +4,9 @@ Decoding is greedy (MLPerf rule): output ids exclude the prompt, stop at EOS (re
 at the benchmark's ``max_new_tokens``. Prompts are tokenized in :meth:`HFSUT.load`, outside the
 timed path. Offline batches (length-sorted by the bridge) run through ``model.generate`` with left
 padding; Server and SingleStream stream through :class:`InflightDecoder`, where new requests join
-the running batch at step boundaries. ``model_path: null`` loads the embedded tiny model
+the running batch at step boundaries. With ``draft_model_path`` every request, Offline or
+streamed, goes one at a time through greedy speculative decoding
+(:mod:`harness.sut.hf_speculative`). ``model_path: null`` loads the embedded tiny model
 (:mod:`harness.sut.tiny_model`) through this same path. Nothing is downloaded: the hub client
 runs offline and every load is ``local_files_only``.
 """
@@ -48,6 +50,10 @@ class HFParams:
     # CUDA only, opt-in: stream one request at a time through generate() with a static KV cache,
     # which transformers compiles with CUDA graphs; for SingleStream (no in-flight batching).
     cuda_fast_decode: bool = False
+    # Speculative decoding (greedy, lossless): a local directory of a smaller model with the target's
+    # tokenizer; requests are then decoded one at a time (no in-flight batching). null = no draft.
+    draft_model_path: str | None = None
+    num_draft_tokens: int = 4  # k: draft tokens the target verifies per forward
 
 
 class HFTokenizer:
@@ -111,6 +117,18 @@ def model_dir(params: HFParams) -> Path:
     return path
 
 
+def draft_dir(params: HFParams) -> Path | None:
+    """``sut.draft_model_path`` checked before any weights load, or None without a draft."""
+    if params.draft_model_path is None:
+        return None
+    path = Path(params.draft_model_path).expanduser()
+    if not path.is_dir():
+        raise ConfigError(f"sut.draft_model_path: no model directory at {path}")
+    if not (path / "config.json").is_file():
+        raise SUTError(f"sut.draft_model_path: {path} is not a Hugging Face model directory (no config.json)")
+    return path
+
+
 def _import_transformers() -> Any:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # belt and braces with local_files_only below
     import transformers
@@ -159,6 +177,10 @@ def _check(params: HFParams, max_new_tokens: int) -> None:
         raise ConfigError(f"benchmark.max_new_tokens must be at least 1, got {max_new_tokens}")
     if params.max_batch_size < 1:
         raise ConfigError(f"sut.max_batch_size must be at least 1, got {params.max_batch_size}")
+    if params.num_draft_tokens < 1:
+        raise ConfigError(f"sut.num_draft_tokens must be at least 1, got {params.num_draft_tokens}")
+    if params.draft_model_path is not None and params.cuda_fast_decode:
+        raise ConfigError("sut.draft_model_path and sut.cuda_fast_decode=true cannot be combined")
 
 
 def until_eos(tokens: Sequence[int], eos: frozenset[int]) -> tuple[int, ...]:
@@ -180,13 +202,15 @@ def model_info(model: Any, path: Path) -> dict[str, Any]:
 
 
 class HFSUT:
-    """A causal LM in this process: batched generate() for Offline, in-flight batching for streaming."""
+    """A causal LM in this process: batched generate() for Offline, in-flight batching for streaming
+    (with a draft model: speculative decoding, one request at a time)."""
 
     name = "hf"
     streaming = True
     concurrency = 1  # one model, one caller: a second Offline worker would only contend for it
 
-    def __init__(self, model: Any, tokenizer: Any, *, params: HFParams, max_new_tokens: int, path: Path) -> None:
+    def __init__(self, model: Any, tokenizer: Any, *, params: HFParams, max_new_tokens: int, path: Path,
+                 draft: Any = None, draft_path: Path | None = None) -> None:
         import torch
         from transformers import GenerationConfig
 
@@ -214,10 +238,19 @@ class HFSUT:
         self.model_info = model_info(model, path)
         self._prompts: dict[int, list[int]] = {}
         self._torch = torch
-        if params.cuda_fast_decode:
+        self.draft = draft
+        if draft is not None:
+            from harness.sut.hf_speculative import SpeculativeDecoder
+
+            self.model_info["draft"] = {**model_info(draft, draft_path or Path(str(params.draft_model_path))),
+                                        "num_draft_tokens": params.num_draft_tokens}
+            self.decoder: Any = SpeculativeDecoder(model, draft, eos_ids=self.eos, max_new_tokens=max_new_tokens,
+                                                   num_draft_tokens=params.num_draft_tokens,
+                                                   generation_config=self.generation_config)
+        elif params.cuda_fast_decode:
             from harness.sut.hf_fast import SerialDecoder
 
-            self.decoder: Any = SerialDecoder(model, self.generation_config, static_cache=True)
+            self.decoder = SerialDecoder(model, self.generation_config, static_cache=True)
         else:
             self.decoder = InflightDecoder(model, eos_ids=self.eos, max_new_tokens=max_new_tokens,
                                            max_batch_size=params.max_batch_size, pad_id=self.pad_id)
@@ -236,12 +269,27 @@ class HFSUT:
         if threads is not None:
             torch.set_num_threads(threads)
         path = model_dir(params)
-        model, tokenizer = load_model(path, dtype=resolve_dtype(params.dtype, device), device=device,
-                                      trust_remote_code=params.trust_remote_code)
+        dpath = draft_dir(params)  # a wrong draft path fails before the (possibly long) target load
+        dtype = resolve_dtype(params.dtype, device)
+        model, tokenizer = load_model(path, dtype=dtype, device=device, trust_remote_code=params.trust_remote_code)
         log.info("sut=hf: %s (%s, %s parameters) on %s, %s, %d CPU threads", path, type(model).__name__,
                  f"{sum(p.numel() for p in model.parameters()):,}", device, next(model.parameters()).dtype,
                  torch.get_num_threads())
-        return cls(model, tokenizer, params=params, max_new_tokens=ctx.max_new_tokens, path=path)
+        draft = None
+        if dpath is not None:
+            from harness.sut.hf_speculative import check_draft_pair
+
+            try:
+                draft, draft_tokenizer = load_model(dpath, dtype=dtype, device=device,
+                                                    trust_remote_code=params.trust_remote_code)
+            except SUTError as exc:
+                raise SUTError(f"sut.draft_model_path: {exc}") from exc
+            check_draft_pair(model, tokenizer, draft, draft_tokenizer, dpath)
+            log.info("sut=hf: speculative decoding with the draft %s (%s parameters), %d draft tokens per "
+                     "verification; one request at a time", dpath,
+                     f"{sum(p.numel() for p in draft.parameters()):,}", params.num_draft_tokens)
+        return cls(model, tokenizer, params=params, max_new_tokens=ctx.max_new_tokens, path=path, draft=draft,
+                   draft_path=dpath)
 
     @classmethod
     def load_tokenizer(cls, params: HFParams, ctx: SUTContext) -> HFTokenizer:
@@ -274,6 +322,9 @@ class HFSUT:
     def generate(self, batch: Sequence[Sample]) -> list[Completion]:
         from harness.sut.hf_inflight import left_pad
 
+        if self.draft is not None:  # speculative decoding is batch 1: the samples one after another
+            return [Completion(s.index, self.decoder.decode(self.prompt_ids(s))) for s in batch]
+
         ids, mask, _ = left_pad([self.prompt_ids(s) for s in batch], self.pad_id, self.device)
         with self._torch.inference_mode():
             out = self.model.generate(input_ids=ids, attention_mask=mask, generation_config=self.generation_config)
@@ -282,6 +333,10 @@ class HFSUT:
 
     def submit(self, sample: Sample, stream: TokenStream) -> None:
         self.decoder.submit(self.prompt_ids(sample), stream)
+
+    def stats(self) -> dict[str, Any] | None:
+        """Speculative decoding's counters (results.json ``extra.sut_stats.<test>``); None without a draft."""
+        return self.decoder.stats.as_dict() if self.draft is not None else None
 
     def close(self) -> None:
         self.decoder.close()
@@ -298,3 +353,5 @@ class HFSUT:
                                 attention_mask=self._torch.ones((1, len(ids)), dtype=self._torch.long,
                                                                 device=self.device),
                                 generation_config=warm)
+        if self.draft is not None:
+            self.decoder.warm_up(ids)
