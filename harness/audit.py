@@ -6,7 +6,9 @@ dataset against the fingerprint recorded in ``results.json``, decodes the token 
 the SUT's tokenizer, scores ROUGE, judges it against the targets (optionally others than the
 run used), and runs the TEST06-style compliance checks. The audit is written to
 ``accuracy/audit.json``; the exit code is 0 when everything holds, 4 when a check fails, 2 for
-bad input.
+bad input. ``--same-tokens-as OTHER`` instead compares the token ids of two runs' accuracy logs
+sample by sample (e.g. with and without a speculative draft model, which must be lossless) and
+fails on any difference.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
                "  harness-audit runs/... --target 0.999                 # judge against 99.9%% targets\n"
                "  harness-audit runs/... --reference-run runs/fp32-run   # compare with an fp32 run\n"
                "  harness-audit <mlflow run id> --tracking-uri sqlite:///mlruns.db\n"
+               "  harness-audit runs/with-draft --same-tokens-as runs/no-draft   # lossless: same token ids\n"
                "Exit codes: 0 all checks hold (or no target); 4 a check failed; 2 bad input.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -44,6 +47,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset-path", help="the dataset file, if it has moved since the run")
     p.add_argument("--target", type=float, help="fraction of the reference scores to reach, e.g. 0.999")
     p.add_argument("--reference-run", help="take reference scores from this run (directory or results.json)")
+    p.add_argument("--same-tokens-as", metavar="OTHER",
+                   help="instead of re-scoring, check that RUN's accuracy log has the same token ids for every "
+                        "sample as OTHER's (run directory, MLflow run id or the log file)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI, when RUN is an MLflow run id")
     p.add_argument("--json", action="store_true", help="print the audit as JSON")
     return p
@@ -166,9 +172,29 @@ def report(audit: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def same_tokens(run: str, other: str, tracking_uri: str | None) -> Any:
+    """The lossless comparison of two runs' accuracy logs (a LosslessReport)."""
+    from harness.accuracy.lossless import compare_token_logs
+
+    def locate(name: str) -> Path:
+        path = Path(name).expanduser()
+        return path if path.is_file() else resolve_run_dir(name, tracking_uri)
+
+    return compare_token_logs(locate(run), locate(other))
+
+
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="[%(levelname)s] %(message)s")
+    if args.same_tokens_as:
+        try:
+            lossless = same_tokens(args.run, args.same_tokens_as, args.tracking_uri)
+        except HarnessError as exc:
+            sys.stderr.write(f"error: {exc}\n")
+            sys.exit(exc.exit_code)
+        text = json.dumps(lossless.as_dict(), indent=2) if args.json else "\n".join(lossless.lines())
+        sys.stdout.write(text + "\n")
+        sys.exit(0 if lossless.identical else EXIT_FAILED)
     try:
         run_dir = resolve_run_dir(args.run, args.tracking_uri)
         audit = audit_run(run_dir, dataset_path=args.dataset_path, target=args.target,
