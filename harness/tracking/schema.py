@@ -54,6 +54,12 @@ METRICS: tuple[Metric, ...] = (
     Metric("tokens_per_sample", "tokens", None, ("accuracy", "scores", "tokens_per_sample"),
            "mean output tokens per sample"),
     Metric("dataset_samples", "samples", None, ("dataset", "samples"), "records in the dataset"),
+    # sut=hf with a draft model (speculative decoding), over the performance test's samples:
+    Metric("spec_acceptance_rate", "fraction", "higher", ("extra", "sut_stats", "performance", "acceptance_rate"),
+           "draft tokens the target accepted / draft tokens proposed"),
+    Metric("spec_mean_accepted_tokens", "tokens/step", "higher",
+           ("extra", "sut_stats", "performance", "mean_accepted_tokens"),
+           "tokens emitted per verification step, the target's own (bonus or correction) token included"),
 )
 METRICS_BY_NAME = {m.name: m for m in METRICS}
 

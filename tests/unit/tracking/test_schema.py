@@ -36,7 +36,9 @@ def test_flatten_truncates_values_over_mlflows_limit():
 def test_metrics_follow_the_schema_and_leave_out_what_is_absent():
     accuracy = {"scores": {"rouge1": 38.8, "rouge2": 15.9, "rougeL": 24.5, "rougeLsum": 35.8, "gen_len": 1234,
                            "gen_num": 32, "tokens_per_sample": 40.5}, "targets": {"rouge1": 38.4}, "verdict": "PASS"}
-    found = schema.metrics(_result(accuracy=accuracy).to_json())
+    speculative = {"sut_stats": {"performance": {"acceptance_rate": 0.75, "mean_accepted_tokens": 3.25}}}
+    found = schema.metrics(_result(accuracy=accuracy, extra=speculative).to_json())
+    assert (found["spec_acceptance_rate"], found["spec_mean_accepted_tokens"]) == (0.75, 3.25)
     assert found["tokens_per_second"] == 800.0 and found["samples_per_second"] == 12.5
     assert (found["ttft_p50_ms"], found["ttft_p99_ms"], found["tpot_p99_ms"]) == (30.0, 35.5, 5.4)
     assert (found["latency_p50_ms"], found["latency_p99_ms"]) == (85.0, 99.0)
