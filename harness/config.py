@@ -78,6 +78,33 @@ class LengthGuard:
 
 
 @dataclass(frozen=True)
+class ModelConfig:
+    """The benchmark model's shape, for roofline estimates when the SUT reports none (sut=openai).
+
+    A SUT that loads the model itself (sut=hf) reports its real shape, which wins. MoE models
+    give ``experts``, ``experts_per_token`` and ``expert_parameters`` (one expert's parameters
+    summed over all layers); see docs/ROOFLINE.md.
+    """
+
+    parameters: float  # all weights, e.g. 8.03e9
+    layers: int
+    kv_heads: int
+    head_dim: int
+    attention_heads: int | None = None  # null: kv_heads (multi-head attention)
+    hidden_size: int | None = None
+    vocab_size: int | None = None
+    tie_word_embeddings: bool = False
+    # How the served weights are stored: float32 | bfloat16 | float16 | fp8 | int8 | int4; bytes_per_param
+    # overrides it (mixed quantisation). kv_dtype: the KV cache's, null = dtype.
+    dtype: str = "bfloat16"
+    bytes_per_param: float | None = None
+    kv_dtype: str | None = None
+    experts: int | None = None
+    experts_per_token: int | None = None
+    expert_parameters: float | None = None
+
+
+@dataclass(frozen=True)
 class BenchmarkConfig:
     """Which MLPerf benchmark is emulated: model key, prompt, generation limits and targets."""
 
@@ -102,6 +129,7 @@ class BenchmarkConfig:
     # the fp32 run of the same model; accuracy_target then applies to those.
     accuracy_reference_run: str | None = None
     accuracy_length: LengthGuard | None = None
+    model: ModelConfig | None = None  # shape for roofline estimates; null: only the SUT's own report
 
 
 DatasetFormat = Literal["auto", "cnn_dailymail", "open_orca", "sharegpt", "table"]
@@ -166,6 +194,10 @@ class SystemConfig:
     accelerator_memory_capacity: str | None = None
     operating_system: str | None = None
     other_software_stack: str | None = None
+    # Roofline peaks per accelerator (decimal GB/s; dense TFLOP/s at the model's precision); null:
+    # the table of known accelerators in harness/hardware.py, or on CPU a measured probe.
+    peak_memory_bandwidth_gbs: float | None = None
+    peak_tflops: float | None = None
 
 
 @dataclass(frozen=True)
