@@ -41,6 +41,9 @@ class RunResult:
     accuracy: dict[str, Any] | None = None
     harness_version: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    # Bytes per decode step, achieved bandwidth and MFU against the machine's peaks (harness/roofline.py,
+    # docs/ROOFLINE.md); null in results.json written before it existed.
+    roofline: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -101,6 +104,9 @@ def summary(result: RunResult) -> str:
                          + (f"  (limits {limits.ttft_ms:g} / {limits.tpot_ms:g} ms)" if limits else ""))
     if result.accuracy is not None:
         lines += accuracy_lines(result.accuracy)
+    line = roofline_line(result.roofline)
+    if line:
+        lines.append(line)
     for test, check in result.extra.get("compliance", {}).items():
         verdict = "PASS" if check.get("passed") else "FAIL: " + "; ".join(check.get("lines", [])[:3])
         lines.append(f"  {test:<11} {verdict} ({check.get('entries')} responses checked)")
@@ -109,6 +115,36 @@ def summary(result: RunResult) -> str:
         lines += [f"    {m}" for m in result.error_messages[:5]]
     lines.append(f"  output      {result.output_dir}")
     return "\n".join(lines)
+
+
+def _gbs(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+
+
+def roofline_line(roofline: dict[str, Any] | None) -> str | None:
+    """Decode bandwidth and MFU against the peaks, when the run has a model to judge (not fakes)."""
+    if not roofline or not roofline.get("model"):
+        return None
+    decode, peaks = roofline.get("decode") or {}, roofline.get("peaks") or {}
+    achieved, util = decode.get("achieved_bandwidth_gbs"), decode.get("bandwidth_utilization")
+    if achieved is None:
+        why = next(iter((decode.get("null_reasons") or {}).values()), "?")
+        parts = [f"decode bandwidth not estimated ({why})"]
+    elif util is None:
+        parts = [f"decode {_gbs(achieved)} GB/s (no peak bandwidth)"]
+    else:
+        parts = [f"decode {_gbs(achieved)} GB/s = {util:.1%} of {_gbs(peaks['memory_bandwidth_gbs'])} GB/s"]
+    for name in ("prefill", "overall"):  # prefill's own MFU when it is timed, else the run's
+        mfu = (roofline.get(name) or {}).get("mfu")
+        if mfu is not None:
+            parts.append(f"MFU {mfu:.2%} ({name})")
+            break
+    source = peaks.get("bandwidth_source") or ""
+    kind = next((k for p, k in (("measured", "measured probe"), ("datasheet", "datasheet"), ("system", "system config"))
+                 if source.startswith(p)), None)
+    device = peaks.get("accelerator")
+    where = "cpu" if device in (None, "cpu") else f"{peaks.get('accelerators')}x {device}"
+    return "  roofline    " + "; ".join(parts) + (f"  [{where}, {kind}]" if kind else "")
 
 
 def accuracy_lines(accuracy: dict[str, Any]) -> list[str]:

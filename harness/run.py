@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness import __version__
+from harness import __version__, roofline
 from harness.accuracy import decode_accuracy_log, read_accuracy_log
 from harness.accuracy.compliance import ComplianceResult, verify_accuracy_log
 from harness.config import HarnessConfig, to_dict
@@ -22,7 +22,7 @@ from harness.datasets import Dataset, load_dataset
 from harness.datasets.prompts import build_samples
 from harness.errors import AccuracyError, ConfigError, OutputError, ResultError, SUTError
 from harness.loadgen import settings as lg_settings
-from harness.loadgen.logs import PerformanceResult, parse_detail_log, performance_result
+from harness.loadgen.logs import DetailLog, PerformanceResult, parse_detail_log, performance_result
 from harness.loadgen.process import run_in_process
 from harness.redact import Redactor
 from harness.results import RunResult
@@ -105,6 +105,10 @@ class TestOutcome:
     compliance: ComplianceResult | None = None
     sut_stats: dict | None = None  # the SUT's own counters, if it has stats() (sut=openai: token accounting)
     model: dict | None = None  # the SUT's model_info, if it has one (sut=hf: path, fingerprint, size)
+    # Roofline inputs (performance test): prompt lengths by the SUT's tokenizer, the SUT's device.
+    prompt_tokens: roofline.TokenCounts | None = None
+    device: str | None = None
+    device_name: str | None = None
 
 
 def run_one_test(config: HarnessConfig, dataset: Dataset, test: str, test_dir: Path, user_conf: Path,
@@ -135,8 +139,12 @@ def run_one_test(config: HarnessConfig, dataset: Dataset, test: str, test_dir: P
             texts = decode_accuracy_log(test_dir / ACCURACY_LOG, sut.tokenizer.decode)
             (test_dir / PREDICTIONS).write_text(json.dumps(texts, indent=1, ensure_ascii=False) + "\n")
             compliance = verify_accuracy_log(test_dir / ACCURACY_LOG, sut.tokenizer.eos_token_id, test_dir)
+        prompt_tokens = device = device_name = None
+        if test == "performance" and not stats.errors:  # after LoadGen's clock has stopped
+            prompt_tokens = roofline.count_prompt_tokens(sut.tokenizer, [s.prompt for s in samples])
+            device, device_name = roofline.sut_device(sut)
         return TestOutcome(stats, compliance, sut.stats() if callable(getattr(sut, "stats", None)) else None,
-                           getattr(sut, "model_info", None))
+                           getattr(sut, "model_info", None), prompt_tokens, device, device_name)
     finally:
         sut.close()
 
@@ -173,6 +181,8 @@ def run_benchmark(config: HarnessConfig, output_dir: Path) -> RunResult:
     model_key = lg_settings.model_key(config)
 
     perf: PerformanceResult | None = None
+    perf_detail: DetailLog | None = None
+    perf_outcome: TestOutcome | None = None
     errors, messages, accuracy_samples, issued = 0, [], None, {}
     accuracy: dict | None = None
     accuracy_error: AccuracyError | None = None
@@ -194,7 +204,8 @@ def run_benchmark(config: HarnessConfig, output_dir: Path) -> RunResult:
         model = model or outcome.model
         messages += [f"{test}: {m}" for m in stats.error_messages]
         if test == "performance":
-            perf = performance_result(parse_detail_log(test_dir / DETAIL_LOG))
+            perf_detail, perf_outcome = parse_detail_log(test_dir / DETAIL_LOG), outcome
+            perf = performance_result(perf_detail)
             messages += [f"LoadGen: {m}" for m in perf.loadgen_error_messages]
         elif test == COMPLIANCE_TEST:
             if outcome.compliance is not None:
@@ -211,6 +222,7 @@ def run_benchmark(config: HarnessConfig, output_dir: Path) -> RunResult:
             break
 
     loadgen_errors = perf.loadgen_errors if perf else 0
+    roof = run_roofline(config, perf_detail, perf_outcome, model)
     result = RunResult.from_perf(
         perf,
         scenario=config.scenario.name,
@@ -232,6 +244,7 @@ def run_benchmark(config: HarnessConfig, output_dir: Path) -> RunResult:
         extra={"accuracy_log_samples": accuracy_samples, "samples_issued": issued,
                **({"compliance": compliance_tests} if compliance_tests else {}),
                **({"sut_stats": sut_stats} if sut_stats else {}), **({"model": model} if model else {})},
+        roofline=roof.to_json(),
     )
     result.write(output_dir)
     if accuracy_error is not None:
@@ -239,6 +252,22 @@ def run_benchmark(config: HarnessConfig, output_dir: Path) -> RunResult:
     if errors:
         log.error("%d samples failed; first: %s", errors, messages[0] if messages else "?")
     return result
+
+
+def run_roofline(config: HarnessConfig, detail: DetailLog | None, outcome: TestOutcome | None,
+                 model: dict | None) -> roofline.Roofline:
+    """The run's roofline estimates, in this (parent) process after every test has ended, so the
+    CPU probe, when one is needed, never competes with a timed test. Never fails the run."""
+    if detail is None or outcome is None:
+        return roofline.not_estimated("no performance test ran (mode=accuracy), so there are no timings")
+    stats = outcome.stats
+    try:
+        return roofline.for_run(config, detail, model_info=model, input_tokens=outcome.prompt_tokens,
+                                output_tokens=stats.output_tokens / stats.completed if stats.completed else None,
+                                issued=stats.issued, device=outcome.device, device_name=outcome.device_name)
+    except Exception as exc:  # an estimate must never cost the measured results
+        log.warning("roofline: not estimated (%s: %s)", type(exc).__name__, exc)
+        return roofline.not_estimated(f"estimate failed: {type(exc).__name__}: {exc}")
 
 
 def _loadgen_version(output_dir: Path) -> str | None:

@@ -60,6 +60,26 @@ METRICS: tuple[Metric, ...] = (
     Metric("spec_mean_accepted_tokens", "tokens/step", "higher",
            ("extra", "sut_stats", "performance", "mean_accepted_tokens"),
            "tokens emitted per verification step, the target's own (bonus or correction) token included"),
+    # Roofline estimates (harness/roofline.py, docs/ROOFLINE.md); fractions are of the peaks in roofline.peaks.
+    Metric("roofline_weight_bytes", "bytes", None, ("roofline", "model", "weight_bytes"), "model weight bytes"),
+    Metric("roofline_bytes_per_step", "bytes", None, ("roofline", "decode", "bytes_per_step"),
+           "bytes one decode step reads: weights + KV cache of the sequences in the step"),
+    Metric("roofline_achieved_bw_gbs", "GB/s", "higher", ("roofline", "decode", "achieved_bandwidth_gbs"),
+           "decode bytes per step / step time"),
+    Metric("roofline_bw_util", "fraction", "higher", ("roofline", "decode", "bandwidth_utilization"),
+           "achieved decode bandwidth / peak memory bandwidth"),
+    Metric("roofline_peak_bw_gbs", "GB/s", None, ("roofline", "peaks", "memory_bandwidth_gbs"),
+           "peak memory bandwidth of the devices that ran the model"),
+    Metric("roofline_prefill_tflops", "TFLOP/s", "higher", ("roofline", "prefill", "achieved_tflops"),
+           "prefill FLOPs per prompt / mean TTFT (not Offline)"),
+    Metric("roofline_mfu", "fraction", "higher", ("roofline", "prefill", "mfu"),
+           "prefill model FLOPs utilization: achieved / peak FLOP/s (not Offline)"),
+    Metric("roofline_overall_tflops", "TFLOP/s", "higher", ("roofline", "overall", "achieved_tflops"),
+           "model FLOPs of every processed token x samples/s"),
+    Metric("roofline_overall_mfu", "fraction", "higher", ("roofline", "overall", "mfu"),
+           "the run's model FLOPs utilization: overall achieved / peak FLOP/s"),
+    Metric("roofline_peak_tflops", "TFLOP/s", None, ("roofline", "peaks", "tflops"),
+           "peak dense FLOP/s at the model's precision"),
 )
 METRICS_BY_NAME = {m.name: m for m in METRICS}
 

@@ -4,6 +4,7 @@ from harness.config import compose, to_dict
 from harness.loadgen.logs import Percentiles
 from harness.results import RunResult
 from harness.tracking import schema
+from tests.unit.test_roofline import worked_example
 
 ENV = {"harness": {"version": "0.1.0", "git_commit": "abc123", "git_dirty": True}, "loadgen": {"version": "6.0.17"}}
 
@@ -37,8 +38,11 @@ def test_metrics_follow_the_schema_and_leave_out_what_is_absent():
     accuracy = {"scores": {"rouge1": 38.8, "rouge2": 15.9, "rougeL": 24.5, "rougeLsum": 35.8, "gen_len": 1234,
                            "gen_num": 32, "tokens_per_sample": 40.5}, "targets": {"rouge1": 38.4}, "verdict": "PASS"}
     speculative = {"sut_stats": {"performance": {"acceptance_rate": 0.75, "mean_accepted_tokens": 3.25}}}
-    found = schema.metrics(_result(accuracy=accuracy, extra=speculative).to_json())
+    roof = worked_example().to_json()  # tests/unit/test_roofline.py: Llama 3.1 8B on an H100 SXM, Server
+    found = schema.metrics(_result(accuracy=accuracy, extra=speculative, roofline=roof).to_json())
     assert (found["spec_acceptance_rate"], found["spec_mean_accepted_tokens"]) == (0.75, 3.25)
+    assert found["roofline_bw_util"] == roof["decode"]["bandwidth_utilization"] and found["roofline_mfu"] > 0
+    assert found["roofline_weight_bytes"] == 2 * 8030261248 and found["roofline_peak_bw_gbs"] == 3350
     assert found["tokens_per_second"] == 800.0 and found["samples_per_second"] == 12.5
     assert (found["ttft_p50_ms"], found["ttft_p99_ms"], found["tpot_p99_ms"]) == (30.0, 35.5, 5.4)
     assert (found["latency_p50_ms"], found["latency_p99_ms"]) == (85.0, 99.0)
