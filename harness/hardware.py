@@ -20,7 +20,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,17 +143,29 @@ def probe_buffer_mib() -> int:
     return int(min(256, max(64, 4 * llc // 2**20)))
 
 
+def _best_time(work: Callable[[], object], budget_s: float, min_runs: int = 3, max_runs: int = 20) -> float:
+    """The fastest of repeated runs of ``work``: at least ``min_runs``, more while ``budget_s``
+    lasts. On a shared machine the best run is the one least disturbed by other processes."""
+    best, spent, runs = float("inf"), 0.0, 0
+    while runs < min_runs or (spent < budget_s and runs < max_runs):
+        t0 = time.perf_counter()
+        work()
+        took = time.perf_counter() - t0
+        best, spent, runs = min(best, took), spent + took, runs + 1
+    return best
+
+
 @functools.cache
-def probe_cpu(repeats: int = 3) -> CPUProbe:
+def probe_cpu(budget_s: float = 0.25) -> CPUProbe:
     """Measure this machine's memory bandwidth and float32 matmul rate (~1 s; cached per process).
 
     Bandwidth: ``os.cpu_count()`` threads each copy a slice of a float64 buffer of
     ``probe_buffer_mib()`` MiB (numpy releases the GIL in ``copyto``); bytes moved count a read
-    and a write per byte (the STREAM "copy" convention; write-allocate traffic is not counted),
-    best of ``repeats`` after one untimed pass that faults the pages in. FLOP/s: best of
-    ``repeats`` float32 ``n x n`` matmuls (2n^3 FLOPs) on numpy's multi-threaded BLAS, n doubled
-    from 512 (at most 4096) until one takes 25 ms, so a large machine is not measured with a
-    matrix too small to keep its cores busy.
+    and a write per byte (the STREAM "copy" convention; write-allocate traffic is not counted).
+    FLOP/s: float32 ``n x n`` matmuls (2n^3 FLOPs) on numpy's multi-threaded BLAS, n doubled from
+    1024 (at most 4096) while one takes under 25 ms, so a large machine is not measured with a
+    matrix too small to keep its cores busy. Each is the best of at least 3 runs, more within
+    ``budget_s``, after one untimed run (page faults, BLAS thread start-up).
     """
     import numpy as np
 
@@ -168,33 +180,31 @@ def probe_cpu(repeats: int = 3) -> CPUProbe:
     def copy(part: tuple[int, int]) -> None:
         np.copyto(dst[part[0]:part[1]], src[part[0]:part[1]])
 
-    best = float("inf")
     with ThreadPoolExecutor(threads) as pool:
-        for i in range(repeats + 1):
-            t0 = time.perf_counter()
+        def copy_all() -> None:
             list(pool.map(copy, bounds))
-            if i:  # the first pass pays for page faults
-                best = min(best, time.perf_counter() - t0)
-    bandwidth = 2 * src.nbytes / best / 1e9
 
-    size, fastest = 512, float("inf")
-    while True:
+        copy_all()
+        bandwidth = 2 * src.nbytes / _best_time(copy_all, budget_s) / 1e9
+
+    def matmul(size: int) -> Callable[[], object]:
         a = np.random.default_rng(0).random((size, size), dtype=np.float32)
-        fastest = float("inf")
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            a @ a
-            fastest = min(fastest, time.perf_counter() - t0)
-        if fastest >= 0.025 or size >= 4096:
-            break
+        return lambda: a @ a
+
+    size = 1024
+    work = matmul(size)
+    work()
+    while size < 4096 and _best_time(work, 0.0, min_runs=1) < 0.025:
         size *= 2
-    tflops = 2 * size**3 / fastest / 1e12
+        work = matmul(size)
+    tflops = 2 * size**3 / _best_time(work, budget_s) / 1e12
     seconds = time.perf_counter() - start
     log.info("CPU probe: %.1f GB/s copy, %.3f TFLOP/s float32 matmul (%.2f s)", bandwidth, tflops, seconds)
     return CPUProbe(bandwidth, tflops,
-                    f"measured probe: {threads}-thread copy of {buffer_mib} MiB (read + write counted), "
-                    f"best of {repeats}",
-                    f"measured probe: float32 {size}x{size} matmul (numpy BLAS, {threads} cores), best of {repeats}",
+                    f"measured probe: {threads}-thread copy of {buffer_mib} MiB (read + write counted), best of "
+                    f"runs within {budget_s:g} s",
+                    f"measured probe: float32 {size}x{size} matmul (numpy BLAS, {threads} cores), best of runs "
+                    f"within {budget_s:g} s",
                     seconds)
 
 

@@ -144,6 +144,8 @@ def roofline_line(roofline: dict[str, Any] | None) -> str | None:
                  if source.startswith(p)), None)
     device = peaks.get("accelerator")
     where = "cpu" if device in (None, "cpu") else f"{peaks.get('accelerators')}x {device}"
+    if roofline.get("warnings"):
+        parts.append("a fraction > 1, see roofline.warnings")
     return "  roofline    " + "; ".join(parts) + (f"  [{where}, {kind}]" if kind else "")
 
 

@@ -265,6 +265,7 @@ class Roofline:
     prefill: dict[str, Any]
     overall: dict[str, Any]
     reason: str | None = None  # why nothing at all was estimated
+    warnings: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         w = self.workload
@@ -277,7 +278,8 @@ class Roofline:
                     "mean_ttft_ms": w.mean_ttft_ms, "mean_tpot_ms": w.mean_tpot_ms,
                     "input_tokens": w.input_tokens, "output_tokens": w.output_tokens,
                     "offline_batch": w.offline_batch, "sources": dict(w.sources)},
-                "decode": self.decode, "prefill": self.prefill, "overall": self.overall}
+                "decode": self.decode, "prefill": self.prefill, "overall": self.overall,
+                "warnings": list(self.warnings)}
 
 
 def not_estimated(reason: str, workload: Workload | None = None, peaks: Peaks | None = None) -> Roofline:
@@ -448,8 +450,21 @@ def overall_estimate(model: ModelShape, w: Workload, peaks: Peaks) -> dict[str, 
 
 
 def estimate(model: ModelShape, workload: Workload, peaks: Peaks) -> Roofline:
-    return Roofline(model, peaks, workload, decode_estimate(model, workload, peaks),
-                    prefill_estimate(model, workload, peaks), overall_estimate(model, workload, peaks))
+    decode = decode_estimate(model, workload, peaks)
+    prefill = prefill_estimate(model, workload, peaks)
+    overall = overall_estimate(model, workload, peaks)
+    # A fraction above 1 is impossible: the peak is under-measured or an assumption fails. Say so.
+    warnings = tuple(
+        f"{name} {value:.2f} > 1: the peak is too low ({source or 'unknown source'}; a measured probe on a busy "
+        f"machine?) or an assumption of {METHOD} does not hold"
+        for name, value, source in (("decode.bandwidth_utilization", decode["bandwidth_utilization"],
+                                     peaks.bandwidth_source),
+                                    ("prefill.mfu", prefill["mfu"], peaks.flops_source),
+                                    ("overall.mfu", overall["mfu"], peaks.flops_source))
+        if value is not None and value > 1)
+    for text in warnings:
+        log.warning("roofline: %s", text)
+    return Roofline(model, peaks, workload, decode, prefill, overall, warnings=warnings)
 
 
 # --- one run: where the model, its machine and the workload come from ----------------------------------

@@ -225,3 +225,13 @@ def test_benchmark_models_fp8_weights_halve_the_bytes():
     assert roofline.shape_from_config(kv16.benchmark.model).kv_bytes_per_token == 131_072
     with pytest.raises(ValueError, match="bytes_per_param"):
         roofline.shape_from_config(compose(["benchmark=gptj", "benchmark.model.dtype=nf3"]).benchmark.model)
+
+
+def test_a_fraction_above_one_is_kept_but_flagged():
+    slow_probe = resolve_peaks(SystemConfig(peak_memory_bandwidth_gbs=500.0, peak_tflops=50.0), where="gpu",
+                               device_names=[H100], dtype="bfloat16")
+    r = roofline.estimate(llama8b(), server_workload(), slow_probe)
+    assert r.decode["bandwidth_utilization"] == pytest.approx(1144.479 / 500, abs=1e-5)  # never clipped
+    assert [w.split()[0] for w in r.warnings] == ["decode.bandwidth_utilization", "prefill.mfu", "overall.mfu"]
+    assert "system.peak_memory_bandwidth_gbs" in r.warnings[0] and r.to_json()["warnings"] == list(r.warnings)
+    assert worked_example().warnings == ()
