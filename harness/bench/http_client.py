@@ -1,17 +1,22 @@
-"""Fidelity and overhead of the HTTP client (``sut=openai``) against a scripted local server.
+"""Fidelity and overhead of the HTTP client (``sut=openai``), beside AIPerf and GuideLLM, in one run.
 
-    python -m harness.bench.http_client [--quick]
+    python -m harness.bench.http_client [--quick] [--aiperf PATH] [--guidellm PATH]
 
-1. Fidelity: the stub server (``harness.bench.stub_server``) streams with known delays and
-   records, per request, its arrival and first/last chunk times (CLOCK_MONOTONIC, shared with
-   this process). The harness's own SUT path (``OpenAISUT.submit`` -> TokenStream) is timed the
-   way the bridge sees it: TTFT = first ``emit`` - submit, TPOT = (finish - first emit) / (n - 1).
-   Reported: harness minus server truth at p50/p99, with 1 and 32 concurrent streams.
-2. Capacity: a zero-delay stub, ``--streams`` concurrent streams for ``--seconds``: requests/s,
-   streamed tokens/s, and this process's CPU time per streamed token (the server runs in its own
-   process and is not counted).
+Every client runs as its own process against a fresh stub server (``harness.bench.stub_server``),
+which streams with known delays and records, per request, its arrival and first/last chunk
+times. The harness's client is ``drive`` below: ``OpenAISUT.submit`` -> TokenStream, timed the
+way the bridge sees it (TTFT = first ``emit`` - submit, TPOT = (finish - first emit) / (n - 1)).
+AIPerf and GuideLLM, each installed in its own virtual environment, are optional reference
+points (see ``harness.bench.reference_clients``).
 
-Client and server share the machine (here: 2 noisy cores), so the capacity figures are a floor.
+1. Fidelity: server TTFT 20 ms, 5 ms per token, 32 tokens, with 1 and 32 concurrent streams.
+   Per request: what the client reported minus the server's truth; p50 and p99 over requests.
+2. Capacity: a zero-delay server, 64 concurrent streams of 64 tokens. Requests/s and streamed
+   tokens/s from the server's own timestamps (first arrival to last chunk), and the client's CPU
+   time per streamed token: the difference between a long and a short run (CPU of the process
+   and its children, from wait4), so start-up costs (imports, tokenizers, datasets) cancel out.
+
+Clients and server share the machine (here: 2 noisy cores), so capacity figures are a floor.
 """
 
 from __future__ import annotations
@@ -21,12 +26,15 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 
+from harness.bench.reference_clients import CLIENTS, ClientRun, match, run
 from harness.sut import SUTContext
 from harness.sut.base import Sample
 from harness.sut.openai import OpenAIParams, OpenAISUT
@@ -60,6 +68,29 @@ class Timed:
         self.done.release()
 
 
+def drive(url: str, streams: int, requests: int) -> list[dict]:
+    """The harness's client, closed loop: ``streams`` requests in flight until ``requests`` are sent."""
+    params = OpenAIParams(base_url=url, model="stub", max_concurrency=streams, return_token_ids=True)
+    sut = OpenAISUT.create(params, SUTContext(corpus=[], max_new_tokens=10_000))
+    timed: list[tuple[str, Timed]] = []
+    try:
+        in_flight = threading.Semaphore(streams)  # a finished stream frees its slot
+        for i in range(requests):
+            in_flight.acquire()
+            prompt = f"request {i}"
+            t = Timed(in_flight)
+            timed.append((prompt, t))
+            sut.submit(Sample(i, prompt, prompt), t)
+        deadline = time.perf_counter() + 120
+        while any(not t.end for _, t in timed) and time.perf_counter() < deadline:
+            time.sleep(0.01)
+    finally:
+        sut.close()
+    return [{"prompt": p, "ttft_s": t.first - t.start, "tokens": t.n,
+             "tpot_s": (t.end - t.first) / (t.n - 1) if t.n > 1 else None}
+            for p, t in timed if t.end and t.error is None and t.first]
+
+
 def start_stub(*args: str) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen([sys.executable, "-m", "harness.bench.stub_server", "--port", "0", *args],
                             stdout=subprocess.PIPE, text=True)
@@ -67,93 +98,107 @@ def start_stub(*args: str) -> tuple[subprocess.Popen, str]:
     return proc, url
 
 
-def sut_for(url: str, concurrency: int) -> OpenAISUT:
-    params = OpenAIParams(base_url=url, model="stub", max_concurrency=concurrency, return_token_ids=True)
-    return OpenAISUT.create(params, SUTContext(corpus=[], max_new_tokens=10_000))
+def server_records(url: str) -> list[dict]:
+    with urllib.request.urlopen(url.removesuffix("/v1") + "/stats", timeout=30) as resp:
+        return json.load(resp)
 
 
-def fidelity(ttft_ms: float, tpot_ms: float, tokens: int, streams: int, requests: int) -> dict:
-    proc, url = start_stub("--ttft-ms", str(ttft_ms), "--tpot-ms", str(tpot_ms), "--tokens", str(tokens))
-    sut = sut_for(url, streams)
+def against_stub(client: str, exe: str, stub_args: list[str], *, streams: int, requests: int, tokens: int,
+                 tokenizer: Path, out: Path) -> tuple[ClientRun, list[dict]]:
+    """One client run against a fresh stub; the run and the stub's records."""
+    proc, url = start_stub(*stub_args, "--tokens", str(tokens))
     try:
-        done = threading.Semaphore(0)
-        timed: dict[str, Timed] = {}
-        in_flight = threading.Semaphore(streams)  # closed loop: `streams` requests always in flight
-
-        def release_and_done() -> None:
-            for _ in range(requests):
-                done.acquire()
-                in_flight.release()
-
-        waiter = threading.Thread(target=release_and_done)
-        waiter.start()
-        for i in range(requests):
-            in_flight.acquire()
-            prompt = f"request {i}"
-            timed[prompt] = t = Timed(done)
-            sut.submit(Sample(i, prompt, prompt), t)
-        waiter.join(120)
-        server = {r["prompt"]: r for r in json.load(urllib.request.urlopen(url.removesuffix("/v1") + "/stats"))}
+        result = run(client, exe, url=url, streams=streams, requests=requests, tokens=tokens, tokenizer=tokenizer,
+                     out=out)
+        return result, server_records(url)
     finally:
-        sut.close()
         proc.kill()
-    d_ttft, d_tpot = [], []
-    for prompt, t in timed.items():
-        s = server.get(prompt)
-        if t.error or s is None:
-            continue
-        d_ttft.append((t.first - t.start) - (s["first"] - s["arrival"]))
-        d_tpot.append((t.end - t.first) / (t.n - 1) - (s["last"] - s["first"]) / (s["tokens"] - 1))
-    ms = lambda xs, q: float(np.percentile(xs, q) * 1000)  # noqa: E731
-    return {"streams": streams, "requests": len(d_ttft), "ttft_err_ms": {"p50": ms(d_ttft, 50), "p99": ms(d_ttft, 99)},
-            "tpot_err_ms": {"p50": ms(d_tpot, 50), "p99": ms(d_tpot, 99)}}
+        proc.wait()
 
 
-def capacity(streams: int, seconds: float, tokens: int) -> dict:
-    proc, url = start_stub("--tokens", str(tokens))
-    sut = sut_for(url, streams)
-    try:
-        in_flight = threading.Semaphore(streams)  # a finished stream releases its slot
-        finished: list[Timed] = []
-        stop = time.perf_counter() + seconds
-        cpu0, t0 = time.process_time(), time.perf_counter()
-        while time.perf_counter() < stop:
-            in_flight.acquire()
-            t = Timed(in_flight)
-            finished.append(t)
-            sut.submit(Sample(len(finished), "x", "x"), t)
-        deadline = time.perf_counter() + 30
-        while any(not t.end for t in finished) and time.perf_counter() < deadline:
-            time.sleep(0.01)
-        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-    finally:
-        sut.close()
-        proc.kill()
-    ok = [t for t in finished if t.end and t.error is None]
-    streamed = sum(t.n for t in ok)
-    return {"streams": streams, "seconds": round(wall, 2), "requests_per_s": len(ok) / wall,
-            "tokens_per_s": streamed / wall, "errors": sum(1 for t in finished if t.error),
-            "client_cpu_us_per_token": cpu / max(1, streamed) * 1e6, "client_cpu_share": cpu / wall}
+def fidelity(client: str, exe: str, *, streams: int, requests: int, tokenizer: Path, out: Path) -> dict:
+    result, server = against_stub(client, exe, ["--ttft-ms", "20", "--tpot-ms", "5"], streams=streams,
+                                  requests=requests, tokens=32, tokenizer=tokenizer, out=out)
+    pairs = match(result, server)
+    d_ttft = [m.ttft_s - (s["first"] - s["arrival"]) for m, s in pairs]
+    d_tpot = [m.tpot_s - (s["last"] - s["first"]) / (s["tokens"] - 1) for m, s in pairs if m.tpot_s is not None]
+    ms = lambda xs, q: float(np.percentile(xs, q) * 1000) if xs else float("nan")  # noqa: E731
+    return {"client": client, "streams": streams, "sent": requests, "matched": len(pairs), "rc": result.returncode,
+            "ttft_err_ms": {"p50": ms(d_ttft, 50), "p99": ms(d_ttft, 99)},
+            "tpot_err_ms": {"p50": ms(d_tpot, 50), "p99": ms(d_tpot, 99)}, "log": str(result.log)}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="fewer requests and a shorter capacity run")
-    ap.add_argument("--streams", type=int, default=64, help="concurrent streams of the capacity run")
-    ap.add_argument("--seconds", type=float, default=10.0)
-    a = ap.parse_args()
-    n = 60 if a.quick else 300
-    print(f"machine: {os.cpu_count()} cores; client and server on it")
-    for streams in (1, 32):
-        r = fidelity(ttft_ms=20, tpot_ms=5, tokens=32, streams=streams, requests=n if streams > 1 else n // 3)
-        print(f"fidelity  {streams:>2} streams, {r['requests']} requests (server: TTFT 20 ms, TPOT 5 ms, 32 tokens): "
-              f"harness - server TTFT p50 {r['ttft_err_ms']['p50']:+.2f} ms p99 {r['ttft_err_ms']['p99']:+.2f} ms; "
-              f"TPOT p50 {r['tpot_err_ms']['p50']:+.3f} ms p99 {r['tpot_err_ms']['p99']:+.3f} ms")
-    c = capacity(a.streams, 3.0 if a.quick else a.seconds, tokens=64)
-    print(f"capacity  zero-delay server, {c['streams']} streams of 64 tokens for {c['seconds']} s: "
-          f"{c['requests_per_s']:,.0f} requests/s, {c['tokens_per_s']:,.0f} streamed tokens/s, "
-          f"client CPU {c['client_cpu_us_per_token']:.1f} us/token ({c['client_cpu_share']:.0%} of a core), "
-          f"{c['errors']} errors")
+def capacity(client: str, exe: str, *, streams: int, short: int, long: int, tokenizer: Path, out: Path) -> dict:
+    runs = []
+    for n in (short, long):
+        result, server = against_stub(client, exe, [], streams=streams, requests=n, tokens=64, tokenizer=tokenizer,
+                                      out=out / f"n{n}")
+        done = [s for _, s in match(result, server)]
+        runs.append((result, done))
+    (r_short, d_short), (r_long, d_long) = runs
+    tokens_short, tokens_long = sum(s["tokens"] for s in d_short), sum(s["tokens"] for s in d_long)
+    span = max(s["last"] for s in d_long) - min(s["arrival"] for s in d_long) if d_long else float("nan")
+    extra_tokens = tokens_long - tokens_short
+    return {"client": client, "streams": streams, "requests": len(d_long), "rc": r_long.returncode,
+            "requests_per_s": len(d_long) / span, "tokens_per_s": tokens_long / span,
+            "cpu_us_per_token": (r_long.cpu_s - r_short.cpu_s) / extra_tokens * 1e6 if extra_tokens > 0 else None,
+            "cpu_share": (r_long.cpu_s - r_short.cpu_s) / span if span == span else None}
+
+
+def _main_drive(argv: list[str]) -> None:
+    ap = argparse.ArgumentParser(prog="python -m harness.bench.http_client drive",
+                                 description="the harness's HTTP client, closed loop, per-request times as JSONL")
+    ap.add_argument("--url", required=True)
+    ap.add_argument("--streams", type=int, default=1)
+    ap.add_argument("--requests", type=int, default=100)
+    ap.add_argument("--out", type=Path, required=True)
+    a = ap.parse_args(argv)
+    rows = drive(a.url, a.streams, a.requests)
+    a.out.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["drive"]:
+        return _main_drive(argv[1:])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 epilog="python -m harness.bench.http_client drive --help: the harness's client alone")
+    ap.add_argument("--quick", action="store_true", help="fewer requests")
+    ap.add_argument("--aiperf", metavar="PATH", help="the aiperf executable (in its own venv) to compare with")
+    ap.add_argument("--guidellm", metavar="PATH", help="the guidellm executable (in its own venv) to compare with")
+    ap.add_argument("--streams", type=int, default=64, help="concurrent streams of the capacity runs")
+    ap.add_argument("--json", type=Path, help="also write every figure to this file")
+    ap.add_argument("--skip", choices=("fidelity", "capacity"), action="append", default=[])
+    a = ap.parse_args(argv)
+    from harness.sut.tiny_model import ensure_tiny_model
+
+    clients = [("harness", sys.executable)] + [(c, getattr(a, c)) for c in CLIENTS[1:] if getattr(a, c)]
+    tokenizer = ensure_tiny_model()  # AIPerf/GuideLLM need a local tokenizer for their synthetic prompts
+    n = 100 if a.quick else 300
+    report: dict[str, list] = {"fidelity": [], "capacity": []}
+    print(f"machine: {os.cpu_count()} cores; clients and server on it")
+    with tempfile.TemporaryDirectory(prefix="http-client-bench-") as tmp:
+        for streams in (1, 32) if "fidelity" not in a.skip else ():
+            for client, exe in clients:
+                r = fidelity(client, exe, streams=streams, requests=n if streams > 1 else n // 3, tokenizer=tokenizer,
+                             out=Path(tmp) / f"fid{streams}-{client}")
+                report["fidelity"].append(r)
+                print(f"fidelity  {client:<8} {streams:>2} streams, {r['matched']}/{r['sent']} requests "
+                      f"(server: TTFT 20 ms, TPOT 5 ms, 32 tokens): client - server TTFT p50 "
+                      f"{r['ttft_err_ms']['p50']:+.2f} ms p99 {r['ttft_err_ms']['p99']:+.2f} ms; TPOT p50 "
+                      f"{r['tpot_err_ms']['p50']:+.3f} ms p99 {r['tpot_err_ms']['p99']:+.3f} ms"
+                      + ("" if r["rc"] == 0 else f"  [exit {r['rc']}, see {r['log']}]"), flush=True)
+        short, long = (200, 1000) if a.quick else (500, 3000)
+        for client, exe in clients if "capacity" not in a.skip else ():
+            c = capacity(client, exe, streams=a.streams, short=short, long=long, tokenizer=tokenizer,
+                         out=Path(tmp) / f"cap-{client}")
+            report["capacity"].append(c)
+            cpu = "-" if c["cpu_us_per_token"] is None else f"{c['cpu_us_per_token']:.1f} us/token"
+            print(f"capacity  {client:<8} zero-delay server, {c['streams']} streams of 64 tokens, {c['requests']} "
+                  f"requests: {c['requests_per_s']:,.0f} requests/s, {c['tokens_per_s']:,.0f} streamed tokens/s, "
+                  f"client CPU {cpu}", flush=True)
+    if a.json:
+        a.json.write_text(json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":

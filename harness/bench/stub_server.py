@@ -7,8 +7,9 @@ deadlines, so the server's own lateness does not accumulate). Faults, on every `
 request, in turn when several are given: ``500`` (HTTP 500), ``cut`` (the connection is
 dropped half-way), ``hang`` (a role chunk, then silence). ``--exit-after N`` kills the process
 after N requests. GET /stats returns
-each request's arrival, first-chunk and last-chunk times (``time.perf_counter()``: CLOCK_MONOTONIC
-on Linux, comparable between processes).
+each streamed request's arrival, first-chunk and last-chunk times (``time.perf_counter()``:
+CLOCK_MONOTONIC on Linux, comparable between processes), with what identifies it to a client: the
+prompt, the response ``id`` and the ``X-Request-ID`` header (AIPerf sends one).
 
     python -m harness.bench.stub_server --port 0 --ttft-ms 20 --tpot-ms 5 --tokens 16
 """
@@ -47,6 +48,7 @@ class Stub:
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/v1/models", self.models)
+        app.router.add_get("/health", self.health)  # vLLM's liveness route; GuideLLM checks it first
         app.router.add_get("/stats", self.stats)
         app.router.add_post("/v1/completions", self.generate)
         app.router.add_post("/v1/chat/completions", self.generate)
@@ -54,6 +56,9 @@ class Stub:
 
     async def models(self, request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": self.script.model, "object": "model"}]})
+
+    async def health(self, request: web.Request) -> web.Response:
+        return web.Response()
 
     async def stats(self, request: web.Request) -> web.Response:
         return web.json_response(self.records)
@@ -80,12 +85,15 @@ class Stub:
                       **({"message": {"role": "assistant", "content": text}} if chat else {"text": text})}
             if with_ids:
                 choice["token_ids"] = list(range(100, 100 + tokens))
-            return web.json_response({"choices": [choice], "usage": {"completion_tokens": tokens}})
+            return web.json_response({**envelope(chat, n, s.model, stream=False), "choices": [choice],
+                                      "usage": {"completion_tokens": tokens}})
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
 
+        head = envelope(chat, n, s.model, stream=True)
+
         async def send(obj: dict) -> None:
-            await resp.write(b"data: " + json.dumps(obj).encode() + b"\n\n")
+            await resp.write(b"data: " + json.dumps({**head, **obj}).encode() + b"\n\n")
 
         if chat:
             await send({"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]})
@@ -111,8 +119,16 @@ class Stub:
         await send({"choices": [], "usage": {"completion_tokens": tokens}})
         await resp.write(b"data: [DONE]\n\n")
         prompt = body.get("prompt") if not chat else (body.get("messages") or [{}])[-1].get("content")
-        self.records.append({"arrival": arrival, "first": first, "last": last, "tokens": tokens, "prompt": prompt})
+        self.records.append({"arrival": arrival, "first": first, "last": last, "tokens": tokens, "prompt": prompt,
+                             "id": head["id"], "request_id": request.headers.get("X-Request-ID")})
         return resp
+
+
+def envelope(chat: bool, n: int, model: str, *, stream: bool) -> dict:
+    """The fields every OpenAI response object carries; clients such as AIPerf dispatch on ``object``."""
+    kind = ("chat.completion.chunk" if stream else "chat.completion") if chat else "text_completion"
+    return {"id": f"{'chatcmpl' if chat else 'cmpl'}-{n}", "object": kind, "created": int(time.time()),
+            "model": model}
 
 
 async def _serve(stub: Stub, host: str, port: int) -> None:
