@@ -31,6 +31,7 @@ REGISTRY: dict[str, tuple[str, str, str]] = {
     "oracle": ("harness.sut.fakes", "OracleParams", "OracleSUT"),
     "failing": ("harness.sut.fakes", "FailingParams", "FailingSUT"),
     "null": ("harness.sut.fakes", "NullParams", "NullSUT"),
+    "queue": ("harness.sut.fakes", "QueueParams", "QueueSUT"),  # known capacity: slots / service time
     "hf": ("harness.sut.hf", "HFParams", "HFSUT"),  # torch/transformers: imported only when chosen
     "openai": ("harness.sut.openai", "OpenAIParams", "OpenAISUT"),  # any OpenAI-compatible server (aiohttp)
 }

@@ -4,6 +4,9 @@
   token, so every latency LoadGen reports can be checked against the configuration.
 - ``oracle``: outputs the dataset reference, so accuracy must come out perfect.
 - ``failing``: like echo, but raises (or never answers) on chosen samples.
+- ``queue``: like echo, but a server with ``slots`` parallel slots and a FIFO queue in front of
+  them, so its capacity is known (``slots / service time``) and TTFT grows without bound above
+  it: the system a peak-load search (``harness-peak``) is tested against.
 - ``null``: answers instantly on the caller's thread; measures the harness's own overhead.
 
 Streaming fakes share one timer thread (a heap of deadlines) instead of a thread per sample,
@@ -17,10 +20,12 @@ import itertools
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from harness.errors import ConfigError
 from harness.sut.base import Completion, Sample, TokenStream
 from harness.sut.tokenizer import WordTokenizer
 
@@ -95,6 +100,27 @@ class FailingParams(EchoParams):
     fail_indices: tuple[int, ...] = ()
     fail_every: int = 0
     failure: str = "raise"  # raise | hang
+
+
+@dataclass(frozen=True)
+class QueueParams(EchoParams):
+    """Echo's timing per request, served by ``slots`` parallel slots in arrival order.
+
+    A request holds a slot for ``ttft_ms + (output_tokens - 1) * tpot_ms``, so the server
+    completes at most ``slots / service time`` requests per second (its capacity); requests
+    beyond that wait in line, and their wait is part of the TTFT LoadGen measures.
+    """
+
+    slots: int = 8
+
+    @property
+    def service_s(self) -> float:
+        return (self.ttft_ms + max(self.output_tokens - 1, 0) * self.tpot_ms) / 1000
+
+    @property
+    def capacity_qps(self) -> float:
+        """Requests per second the slots can complete (inf for a zero service time)."""
+        return self.slots / self.service_s if self.service_s > 0 else float("inf")
 
 
 @dataclass(frozen=True)
@@ -207,6 +233,78 @@ class FailingSUT(EchoSUT):
             super().submit(sample, stream)
         elif self.params.failure != "hang":
             raise RuntimeError("failing SUT: refused a chosen sample")
+
+
+class _Collector:
+    """A TokenStream that gathers one request's tokens, for the batch (Offline) path."""
+
+    def __init__(self) -> None:
+        self.tokens: list[int] = []
+        self.done = threading.Event()
+
+    def emit(self, token_ids: Sequence[int]) -> None:
+        self.tokens.extend(token_ids)
+
+    def finish(self) -> None:
+        self.done.set()
+
+    def fail(self, error: BaseException) -> None:
+        self.done.set()
+
+
+class QueueSUT(EchoSUT):
+    """Echo behind ``slots`` parallel slots with a FIFO queue: a server of known capacity."""
+
+    name = "queue"
+    params: QueueParams
+
+    def __init__(self, params: QueueParams, tokenizer: WordTokenizer) -> None:
+        if params.slots < 1:
+            raise ConfigError(f"config key 'sut.slots' must be at least 1, got {params.slots}")
+        super().__init__(params, tokenizer)
+        self._free = params.slots
+        self._waiting: deque[tuple[Sample, Any]] = deque()
+        self._slots_lock = threading.Lock()
+
+    def submit(self, sample: Sample, stream: TokenStream) -> None:
+        with self._slots_lock:
+            if self._free == 0:
+                self._waiting.append((sample, stream))
+                return
+            self._free -= 1
+        self._serve(sample, stream, time.monotonic())
+
+    def generate(self, batch: Sequence[Sample]) -> list[Completion]:
+        # Offline goes through the same slots, so its throughput is the same capacity.
+        collectors = [_Collector() for _ in batch]
+        for sample, collector in zip(batch, collectors, strict=True):
+            self.submit(sample, collector)
+        for collector in collectors:
+            collector.done.wait()
+        return [Completion(s.index, tuple(c.tokens)) for s, c in zip(batch, collectors, strict=True)]
+
+    def _serve(self, sample: Sample, stream: Any, start: float) -> None:
+        tokens = self.output_for(sample)
+        timer = self._ensure_timer()
+        end = start + self._duration_s(len(tokens))
+        timer.call_at(start + self.params.ttft_ms / 1000, lambda: stream.emit(tokens[:1]))
+
+        def done() -> None:
+            stream.emit(tokens[1:])
+            stream.finish()
+            self._release(end)
+
+        timer.call_at(end, done)
+
+    def _release(self, at: float) -> None:
+        """The slot passes to the next request in line, which starts when this one was due to
+        end (not when the timer got round to it), so the capacity is exact on a busy machine."""
+        with self._slots_lock:
+            if not self._waiting:
+                self._free += 1
+                return
+            sample, stream = self._waiting.popleft()
+        self._serve(sample, stream, at)
 
 
 class NullSUT(_FakeBase):

@@ -3,6 +3,7 @@ import time
 
 import pytest
 
+from harness.errors import ConfigError
 from harness.sut import Sample
 from harness.sut.fakes import (
     EchoParams,
@@ -13,6 +14,8 @@ from harness.sut.fakes import (
     NullSUT,
     OracleParams,
     OracleSUT,
+    QueueParams,
+    QueueSUT,
 )
 from harness.sut.tokenizer import WordTokenizer
 
@@ -93,3 +96,37 @@ def test_null_answers_inline():
     rec = Recorder()
     sut.submit(SAMPLES[0], rec)
     assert rec.done.is_set() and len(rec.tokens) == 3
+
+
+def test_queue_capacity_is_slots_over_service_time():
+    params = QueueParams(slots=8, ttft_ms=10, tpot_ms=1, output_tokens=16)
+    assert params.service_s == pytest.approx(0.025)  # 10 ms + 15 x 1 ms
+    assert params.capacity_qps == pytest.approx(320)
+    with pytest.raises(ConfigError, match="sut.slots"):
+        QueueSUT(QueueParams(slots=0), TOK)
+
+
+def test_queue_serves_in_arrival_order_and_waiting_adds_to_ttft():
+    # One slot, 40 ms per request (20 ms + 4 x 5 ms): the second request's first token comes only
+    # after the first request ends plus its own TTFT, the third after two full services.
+    sut = QueueSUT(QueueParams(slots=1, ttft_ms=20, tpot_ms=5, output_tokens=5), TOK)
+    recs = [Recorder() for _ in range(3)]
+    for rec in recs:
+        sut.submit(SAMPLES[0], rec)
+    assert all(rec.done.wait(2) for rec in recs)
+    sut.close()
+    first_tokens = [rec.chunks[0][0] for rec in recs]
+    assert 0.018 <= first_tokens[0] < 0.035
+    assert 0.058 <= first_tokens[1] < 0.080  # 40 ms waiting + 20 ms
+    assert 0.098 <= first_tokens[2] < 0.125
+    assert all(len(rec.tokens) == 5 for rec in recs)
+
+
+def test_queue_slots_serve_in_parallel_and_batches_go_through_them():
+    sut = QueueSUT(QueueParams(slots=2, ttft_ms=30, tpot_ms=0, output_tokens=3), TOK)
+    t = time.monotonic()
+    out = sut.generate(SAMPLES * 2)  # 4 requests, 2 slots: two rounds of 30 ms
+    took = time.monotonic() - t
+    sut.close()
+    assert [c.index for c in out] == [0, 1, 0, 1] and all(len(c.token_ids) == 3 for c in out)
+    assert 0.055 <= took < 0.150
