@@ -51,15 +51,20 @@ def build_samples(benchmark: BenchmarkConfig, dataset: Dataset, tokenizer: Token
 
 
 def _fit(benchmark: BenchmarkConfig, record: Record, tokenizer: Tokenizer, limit: int) -> str:
-    if len(tokenizer.encode(render_prompt(benchmark, record.input, record.system))) <= limit:
+    excess = len(tokenizer.encode(render_prompt(benchmark, record.input, record.system))) - limit
+    if excess <= 0:
         return record.input
-    overhead = len(tokenizer.encode(render_prompt(benchmark, "", record.system)))
     ids: Sequence[int] = tokenizer.encode(record.input)
-    budget = max(limit - overhead, 0)
+    # Special tokens the tokenizer adds to any text (a Llama BOS) are in the prompt once, whatever
+    # the input: only the input's own tokens are cut, exactly as many as the prompt is over.
+    specials = tokenizer.encode("")
+    if specials and list(ids[:len(specials)]) == list(specials):
+        ids = ids[len(specials):]
+    keep = max(len(ids) - excess, 0)
     # Re-encoding decoded text can merge tokens differently; shave until the prompt fits.
     for _ in range(8):
-        text = tokenizer.decode(ids[:budget]).strip()
-        if len(tokenizer.encode(render_prompt(benchmark, text, record.system))) <= limit or budget == 0:
+        text = tokenizer.decode(ids[:keep]).strip()
+        if len(tokenizer.encode(render_prompt(benchmark, text, record.system))) <= limit or keep == 0:
             return text
-        budget = max(budget - 1 - budget // 100, 0)
+        keep = max(keep - 1 - keep // 100, 0)
     return text

@@ -34,3 +34,19 @@ def test_inputs_are_truncated_so_the_whole_prompt_fits():
     assert samples[0].prompt.endswith("### Response:") and samples[0].text.startswith("w0 w1")
     assert samples[1].text == "short one"
     assert build_samples(bench, ds)[0].text == long_input  # no tokenizer: nothing cut
+
+
+
+def test_truncation_with_a_bos_adding_tokenizer_fills_the_limit_exactly():
+    """The embedded model's tokenizer adds a BOS to every encoding; it is in the prompt once."""
+    from harness.sut.hf import HFTokenizer, load_tokenizer
+    from harness.sut.tiny_model import ensure_tiny_model
+
+    hf = load_tokenizer(ensure_tiny_model(), trust_remote_code=False)
+    tokenizer = HFTokenizer(hf, hf.eos_token_id)
+    assert tokenizer.encode("") == [hf.bos_token_id]
+    long_input = " ".join(f"word{i} the cat sat" for i in range(100))
+    ds = Dataset("d", "f", (Record("0", long_input, "R"),))
+    for limit in (110, 150, 151):
+        bench = compose(["benchmark=gptj", f"benchmark.max_input_tokens={limit}"]).benchmark
+        assert len(tokenizer.encode(build_samples(bench, ds, tokenizer)[0].prompt)) == limit
