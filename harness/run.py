@@ -8,6 +8,7 @@ performance and/or accuracy test through the bridge, parses LoadGen's logs and w
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass
@@ -262,9 +263,15 @@ def run_roofline(config: HarnessConfig, detail: DetailLog | None, outcome: TestO
         return roofline.not_estimated("no performance test ran (mode=accuracy), so there are no timings")
     stats = outcome.stats
     try:
-        return roofline.for_run(config, detail, model_info=model, input_tokens=outcome.prompt_tokens,
+        roof = roofline.for_run(config, detail, model_info=model, input_tokens=outcome.prompt_tokens,
                                 output_tokens=stats.output_tokens / stats.completed if stats.completed else None,
                                 issued=stats.issued, device=outcome.device, device_name=outcome.device_name)
+        accepted = (outcome.sut_stats or {}).get("mean_accepted_tokens")
+        if roof.model is not None and accepted:  # a draft model (sut=hf speculative decoding)
+            roof = dataclasses.replace(roof, warnings=(*roof.warnings, (
+                f"speculative decoding: {accepted:.2f} tokens per target step, so a step takes about {accepted:.2f} "
+                "TPOTs and reads the draft's weights too; decode figures assume one step per token")))
+        return roof
     except Exception as exc:  # an estimate must never cost the measured results
         log.warning("roofline: not estimated (%s: %s)", type(exc).__name__, exc)
         return roofline.not_estimated(f"estimate failed: {type(exc).__name__}: {exc}")

@@ -235,3 +235,22 @@ def test_a_fraction_above_one_is_kept_but_flagged():
     assert [w.split()[0] for w in r.warnings] == ["decode.bandwidth_utilization", "prefill.mfu", "overall.mfu"]
     assert "system.peak_memory_bandwidth_gbs" in r.warnings[0] and r.to_json()["warnings"] == list(r.warnings)
     assert worked_example().warnings == ()
+
+
+def test_the_runs_roofline_flags_speculative_decoding_and_never_fails_the_run():
+    from harness.loadgen.bridge import BridgeStats
+    from harness.run import TestOutcome, run_roofline
+
+    config = compose(["sut=openai", "sut.base_url=http://gpu-box:8000/v1", "benchmark=llama3_1-8b",
+                      "system.accelerator_model_name=NVIDIA H200"])
+    stats = BridgeStats(issued=32, completed=32, output_tokens=32 * 128)
+    counts = roofline.TokenCounts(800.0, 640_000.0, 32, 32, "test")
+    plain = run_roofline(config, _detail(), TestOutcome(stats, prompt_tokens=counts), None)
+    assert plain.decode["bytes_per_step"] == worked_example().decode["bytes_per_step"] and plain.warnings == ()
+    drafted = run_roofline(config, _detail(), TestOutcome(stats, sut_stats={"mean_accepted_tokens": 2.5},
+                                                          prompt_tokens=counts), None)
+    assert drafted.warnings and drafted.warnings[0].startswith("speculative decoding: 2.50 tokens per target step")
+    broken = run_roofline(compose(["sut=openai", "benchmark=gptj", "benchmark.model.dtype=nf3"]), _detail(),
+                          TestOutcome(stats, prompt_tokens=counts), None)
+    assert broken.model is None and broken.reason.startswith("estimate failed: ValueError")
+    assert "mode=accuracy" in run_roofline(config, None, None, None).reason
