@@ -46,7 +46,8 @@ def describe(system: Mapping[str, Any], env: Mapping[str, Any] | None, division:
     """The system description: captured fields, overridden by the system config where it sets them."""
     desc: dict[str, Any] = {"division": division, "submitter": submitter, **from_environment(env)}
     for key, value in system.items():
-        if key in ("name", "description") or value is None:
+        # peak_*: the harness's own roofline inputs, not fields of MLPerf's systems JSON.
+        if key in ("name", "description") or key.startswith("peak_") or value is None:
             continue
         desc[key] = value
     if system.get("description"):

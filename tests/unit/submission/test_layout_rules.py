@@ -58,8 +58,9 @@ def test_system_description_merges_config_over_environment():
            "gpus": {"devices": [{"name": "NVIDIA H200", "memory_gib": 139.8, "driver": "560"}]},
            "python": {"version": "3.11"}, "loadgen": {"version": "6.0.17"}, "harness": {"version": "0.1.0"}}
     config = {"name": "h200", "system_name": "Box", "status": "available", "system_type": "datacenter",
-              "framework": "vLLM", "number_of_nodes": 1, "accelerators_per_node": 8}
+              "framework": "vLLM", "number_of_nodes": 1, "accelerators_per_node": 8, "peak_tflops": 989.0}
     desc = system.describe(config, env, "closed", "ACME")
+    assert "peak_tflops" not in desc  # the roofline's input, not a field of MLPerf's systems JSON
     assert desc["accelerator_model_name"] == "NVIDIA H200" and desc["accelerators_per_node"] == 8
     assert desc["host_memory_capacity"] == "512.0 GiB" and "mlcommons-loadgen 6.0.17" in desc["other_software_stack"]
     assert system.missing_fields(desc) == []
