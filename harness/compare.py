@@ -28,6 +28,7 @@ DEFAULT_GATE = ("tokens_per_second", "samples_per_second", "ttft_p99_ms", "tpot_
 KEY_METRICS = DEFAULT_GATE + ("rouge1", "rouge2", "rougeL", "rougeLsum")
 IDENTITY_TAGS = ("scenario", "sut", "mode", "validity", "accuracy_verdict")
 HIDDEN_PARAMS = ("dataset.path",)  # long and machine-specific; still in MLflow
+PARENT_ROLES = ("round", "peak")  # parent runs (harness -m, harness-peak): their children are compared
 EXIT_OK, EXIT_REGRESSION, EXIT_USAGE = 0, 1, 2
 
 
@@ -109,7 +110,8 @@ def select(client, *, run_ids: Sequence[str] = (), experiment: str | None = None
            filters: Sequence[str] = (), max_runs: int = 200) -> list[RunView]:
     """Runs by id, then those of the experiment/round matching every filter (oldest first).
 
-    A round's own parent run is left out of searches (it has no benchmark metrics).
+    A round's or peak search's own parent run is left out of searches (it has no benchmark run of
+    its own: its children are the runs).
     """
     views = [RunView.of(client.get_run(run_id)) for run_id in run_ids]
     experiment_ids: list[str] = []
@@ -126,7 +128,8 @@ def select(client, *, run_ids: Sequence[str] = (), experiment: str | None = None
         runs = client.search_runs(sorted(set(experiment_ids)), filter_string=" and ".join(clauses),
                                   max_results=max_runs, order_by=["attributes.start_time ASC"])
         seen = {v.run_id for v in views}
-        views += [RunView.of(r) for r in runs if r.data.tags.get("role") != "round" and r.info.run_id not in seen]
+        views += [RunView.of(r) for r in runs
+                  if r.data.tags.get("role") not in PARENT_ROLES and r.info.run_id not in seen]
     return views
 
 
@@ -195,7 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="""examples:
   harness-compare --experiment harness                      every run of the experiment
-  harness-compare --round 3f2a...                           the jobs of one round (its parent run id)
+  harness-compare --round 3f2a...                           the jobs of one round or harness-peak search
+                                                            (its parent run id)
   harness-compare --experiment harness --filter scenario=server --filter sut.max_batch_size=8
   harness-compare RUN_A RUN_B --baseline RUN_A              deltas in % against RUN_A
   harness-compare --round 3f2a... --baseline 9c1d... --fail-on-regression 5%
@@ -214,7 +218,7 @@ exit codes: 0 ok; 1 a gated metric regressed beyond the threshold (or a run FAIL
                         "local store sqlite:///runs/mlflow.db)")
     parser.add_argument("--experiment", help="compare the runs of this experiment (name)")
     parser.add_argument("--round", dest="round_id", metavar="PARENT_RUN_ID",
-                        help="compare the jobs of this round (a multirun's parent run)")
+                        help="compare the jobs of this round (a multirun's or harness-peak's parent run)")
     parser.add_argument("--filter", dest="filters", action="append", default=[], type=filter_expr,
                         metavar="EXPR", help="keep runs matching EXPR (repeatable; see below)")
     parser.add_argument("--baseline", metavar="RUN_ID", help="show %% change of every run against this run")

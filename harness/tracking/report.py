@@ -1,8 +1,10 @@
 """Charts and a single-file HTML report of compared runs (matplotlib, imported only here).
 
 Three PNGs: throughput against TTFT/TPOT/latency p99 (one point per run, so a sweep shows its
-load curve), per-run throughput bars, and latency percentiles; ``report.html`` embeds them with
-the comparison table, so one file can be mailed or logged to MLflow.
+load curve), per-run throughput bars, and latency percentiles; a fourth, TTFT/TPOT p99 against
+``scenario.target_qps`` with the latency limits, when the runs differ in target QPS (a QPS sweep or
+a ``harness-peak`` search). ``report.html`` embeds them with the comparison table, so one file can
+be mailed or logged to MLflow.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ if TYPE_CHECKING:
     from harness.compare import RunView
 
 LATENCIES = (("ttft", "TTFT"), ("tpot", "TPOT"), ("latency", "latency"))
+TARGET_QPS = "scenario.target_qps"
+VALIDITY_COLORS = {"VALID": "tab:green", "INVALID": "tab:red"}
 
 
 def write_report(out: Path, runs: Sequence[RunView], table: str, verdict: str = "",
@@ -26,8 +30,8 @@ def write_report(out: Path, runs: Sequence[RunView], table: str, verdict: str = 
 
     matplotlib.use("Agg")  # files only, no display
     out.mkdir(parents=True, exist_ok=True)
-    charts = [c for c in (_throughput_vs_latency(out, runs), _throughput_bars(out, runs),
-                          _latency_percentiles(out, runs)) if c is not None]
+    charts = [c for c in (_latency_vs_target_qps(out, runs), _throughput_vs_latency(out, runs),
+                          _throughput_bars(out, runs), _latency_percentiles(out, runs)) if c is not None]
     page = out / "report.html"
     images = "\n".join(f'<h2>{html.escape(c.stem.replace("_", " "))}</h2>\n'
                        f'<img alt="{c.stem}" src="data:image/png;base64,{base64.b64encode(c.read_bytes()).decode()}">'
@@ -69,6 +73,59 @@ def _throughput_vs_latency(out: Path, runs: Sequence[RunView]) -> Path | None:
         ax.grid(alpha=0.3)
     fig.suptitle("throughput vs tail latency")
     return _save(fig, out / "throughput_vs_latency.png")
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        return float(text) if text is not None else None
+    except ValueError:  # "null" or not a number
+        return None
+
+
+def _limit(run: RunView, key: str) -> float | None:
+    """The run's p99 limit for ``key`` (ttft/tpot) in ms, from its params: the scenario override, else
+    the benchmark's limits for the scenario's latency class (server, interactive)."""
+    override = _number(run.params.get(f"scenario.{key}_ms"))
+    if override is not None:
+        return override
+    kind = run.params.get("scenario.latency_limits")
+    return _number(run.params.get(f"benchmark.latency.{kind}.{key}_ms")) if kind else None
+
+
+def _latency_vs_target_qps(out: Path, runs: Sequence[RunView]) -> Path | None:
+    """TTFT/TPOT p99 against the target QPS, limits as lines, VALID/INVALID markers: the load curve
+    of a QPS sweep or peak search. Only when the runs differ in ``scenario.target_qps``."""
+    import matplotlib.pyplot as plt
+
+    qps = {r.run_id: _number(r.params.get(TARGET_QPS)) for r in runs}
+    if len({q for q in qps.values() if q is not None}) < 2:
+        return None
+    panels = [(key, label) for key, label in LATENCIES[:2]
+              if any(qps[r.run_id] is not None and f"{key}_p99_ms" in r.metrics for r in runs)]
+    if not panels:
+        return None
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.8 * len(panels), 4.5), squeeze=False)
+    for ax, (key, label) in zip(axes[0], panels, strict=True):
+        points = sorted(((qps[r.run_id], r.metrics[f"{key}_p99_ms"], r) for r in runs
+                         if qps[r.run_id] is not None and f"{key}_p99_ms" in r.metrics), key=lambda p: p[0])
+        ax.plot([p[0] for p in points], [p[1] for p in points], "-", color="0.75", zorder=1)
+        for validity in sorted({p[2].tags.get("validity", "none") for p in points}):
+            chosen = [p for p in points if p[2].tags.get("validity", "none") == validity]
+            ax.scatter([p[0] for p in chosen], [p[1] for p in chosen], zorder=2, label=validity,
+                       color=VALIDITY_COLORS.get(validity, "0.4"), marker="o" if validity == "VALID" else "x")
+        limits = {_limit(p[2], key) for p in points}
+        if len(limits) == 1 and None not in limits:  # one limit for every run: draw it
+            limit = limits.pop()
+            ax.axhline(limit, color="tab:red", linestyle="--", linewidth=1, label=f"limit {limit:g} ms")
+        values = [p[1] for p in points]
+        if min(values) > 0 and max(values) / min(values) > 20:  # TTFT explodes above capacity
+            ax.set_yscale("log")
+        ax.set_xlabel("target QPS")
+        ax.set_ylabel(f"{label} p99 (ms)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle("tail latency vs target QPS")
+    return _save(fig, out / "latency_vs_target_qps.png")
 
 
 def _throughput_bars(out: Path, runs: Sequence[RunView]) -> Path | None:

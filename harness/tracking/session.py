@@ -1,5 +1,8 @@
 """The CLI's tracking: one MLflow run per job, a parent run per round, and what to do on trouble.
 
+A parent run groups jobs: a multirun round (``harness -m``, tag ``role=round``) or a peak-load
+search (``harness-peak``, ``role=peak``, opened with :meth:`TrackingSession.start_group`).
+
 A run is opened before the benchmark starts (so a dead store with ``tracking.required=true``
 fails before minutes of benchmarking) and closed after it, FINISHED or FAILED, with whatever
 the run directory holds by then. A store that cannot be reached is reported once, in one line,
@@ -39,6 +42,7 @@ class JobInfo:
     round_dir: Path | None = None  # the sweep directory when the job is part of a round (-m)
     job_num: int | None = None
     argv: tuple[str, ...] = ()  # the process's command line
+    tags: tuple[tuple[str, str], ...] = ()  # extra tags of the job's run, e.g. (("peak_step", "probe"),)
 
 
 @dataclass
@@ -93,6 +97,7 @@ class TrackingSession:
                         "overrides": shlex.join(job.overrides)}
             if parent is not None:
                 run_tags |= {"round": parent.run_id, "job_num": str(job.job_num)}
+            run_tags |= dict(job.tags)
             run_id = store.start_run(job.output_dir.name, _clean_tags(run_tags, redactor),
                                      parent.run_id if parent else None)
             store.log(run_id, params=schema.flatten(redactor.data(plain)))
@@ -124,8 +129,34 @@ class TrackingSession:
             return
         log.info("tracking: logged MLflow run %s (%s) to %s", run.run_id, status, shown(run.store.uri))
 
-    def end_rounds(self, table: str | None, failed: bool) -> None:
-        """Close the round's parent run: the round table, Hydra's multirun.yaml and the job count."""
+    def start_group(self, config: HarnessConfig, run_dir: Path, name: str, tags: Mapping[str, Any],
+                    env: Mapping[str, Any], redactor: Redactor, params: Mapping[str, Any] | None = None) -> str | None:
+        """Open a parent run that the following jobs whose ``JobInfo.round_dir`` is ``run_dir`` join.
+
+        ``tags`` hold at least ``role`` (e.g. ``peak``); ``params`` are logged flattened. Returns the
+        parent's run id, or None when not tracking or the store cannot be reached (reported as for a
+        job: one warning, or TrackingError with ``tracking.required=true``).
+        """
+        tracking = config.tracking
+        if tracking.backend != "mlflow":
+            return None
+        key = (tracking.uri, tracking.experiment)
+        try:
+            store = self._stores.get(key) or Store.open(tracking)
+            self._stores[key] = store
+            job = JobInfo(output_dir=run_dir, round_dir=run_dir)  # tags["command"] names the command
+            rnd = self._round(store, tracking, job, env, redactor, name=name, tags=tags)
+            if params:
+                store.log(rnd.run_id, params=schema.flatten(redactor.data(dict(params))))
+        except TrackingError as exc:
+            self._trouble(key, tracking, exc, run_dir, "start")
+            return None
+        return rnd.run_id
+
+    def end_rounds(self, table: str | None, failed: bool, metrics: Mapping[str, float] | None = None,
+                   files: tuple[Path, ...] = (), tags: Mapping[str, Any] | None = None) -> None:
+        """Close the parent runs: the round table, Hydra's multirun.yaml, the job count, and any
+        further ``metrics``, ``tags`` and ``files`` (artifacts at the top level, secrets masked)."""
         for rnd in self._rounds.values():
             try:
                 if table:
@@ -134,7 +165,10 @@ class TrackingSession:
                 if sweep.is_file():
                     rnd.store.log_text(rnd.run_id, rnd.redactor.bytes(sweep.read_bytes()).decode("utf-8", "replace"),
                                        MULTIRUN_FILE)
-                rnd.store.log(rnd.run_id, metrics={"jobs": rnd.jobs})
+                for path in files:
+                    rnd.store.log_file(rnd.run_id, path, rnd.redactor)
+                rnd.store.log(rnd.run_id, metrics={"jobs": rnd.jobs, **(metrics or {})},
+                              tags=_clean_tags(tags or {}, rnd.redactor))
                 rnd.store.end(rnd.run_id, "FAILED" if failed else "FINISHED")
             except TrackingError as exc:
                 key = (rnd.tracking.uri, rnd.tracking.experiment)
@@ -143,7 +177,7 @@ class TrackingSession:
         self._rounds.clear()
 
     def _round(self, store: Store, tracking: TrackingConfig, job: JobInfo, env: Mapping[str, Any],
-               redactor: Redactor) -> _Round:
+               redactor: Redactor, name: str | None = None, tags: Mapping[str, Any] | None = None) -> _Round:
         key = (store.uri, store.experiment_id)
         if key not in self._rounds:
             assert job.round_dir is not None
@@ -151,8 +185,8 @@ class TrackingSession:
             round_tags = {"role": "round", "run_dir": str(job.round_dir), "command": shlex.join(job.argv),
                           "harness_version": harness.get("version"), "git_commit": harness.get("git_commit"),
                           "git_dirty": harness.get("git_dirty"), "metric_schema": schema.METRIC_SCHEMA,
-                          "loadgen_version": (env.get("loadgen") or {}).get("version")}
-            name = "round " + "/".join(job.round_dir.parts[-2:])
+                          "loadgen_version": (env.get("loadgen") or {}).get("version"), **(tags or {})}
+            name = name or "round " + "/".join(job.round_dir.parts[-2:])
             run_id = store.start_run(name, _clean_tags(round_tags, redactor))
             self._rounds[key] = _Round(store, run_id, tracking, job.round_dir, redactor)
             log.info("tracking: round parent run %s", run_id)

@@ -175,6 +175,15 @@ class Store:
             stage_redacted(Path(directory), Path(staging), redactor)
             self.call("uploading artifacts", self.client.log_artifacts, run_id, staging, artifact_path)
 
+    def log_file(self, run_id: str, path: Path, redactor: Redactor, artifact_path: str | None = None) -> None:
+        """Upload one file, secrets masked, as an artifact (at the top level unless ``artifact_path``)."""
+        with tempfile.TemporaryDirectory(prefix="harness-artifacts-") as staging:
+            dest = Path(staging) / path.name
+            raw = path.read_bytes()
+            cleaned = _redact_structured(path, raw, redactor)
+            dest.write_bytes(redactor.bytes(cleaned if cleaned is not None else raw))
+            self.call(f"logging {path.name}", self.client.log_artifact, run_id, str(dest), artifact_path)
+
     def end(self, run_id: str, status: str) -> None:
         self.call("closing the run", self.client.set_terminated, run_id, status)
 

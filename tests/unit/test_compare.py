@@ -58,3 +58,20 @@ def test_gate_catches_throughput_drops_latency_rises_and_failed_runs():
     assert "tokens_per_second 1,000 -> 900 (-10.0%)" in str(next(r for r in found if r.run.name == "slow"))
     assert regressions([BASE, within, slower, laggy], BASE, 25.0) == []
     assert regressions([BASE, slower], BASE, 5.0, metrics=["ttft_p99_ms"]) == []
+
+
+def test_report_charts_latency_against_target_qps_when_the_runs_differ_in_it(tmp_path):
+    from harness.tracking.report import write_report
+
+    def run(name: str, qps: str, ttft: float, validity: str) -> RunView:
+        params = {"scenario.target_qps": qps, "scenario.ttft_ms": "null", "scenario.latency_limits": "server",
+                  "benchmark.latency.server.ttft_ms": "2000", "benchmark.latency.server.tpot_ms": "100"}
+        return RunView(name * 4, name, "FINISHED", params, {"ttft_p99_ms": ttft, "tpot_p99_ms": 20.0,
+                                                            "tokens_per_second": 100.0}, {"validity": validity})
+
+    sweep = [run("a", "1.0", 300.0, "VALID"), run("b", "2.0", 900.0, "VALID"), run("c", "4.0", 4000.0, "INVALID")]
+    files = {p.name for p in write_report(tmp_path / "sweep", sweep, "table")}
+    assert "latency_vs_target_qps.png" in files
+    assert (tmp_path / "sweep" / "latency_vs_target_qps.png").read_bytes()[:4] == b"\x89PNG"
+    same = [run("a", "2.0", 300.0, "VALID"), run("b", "2.0", 310.0, "VALID")]
+    assert "latency_vs_target_qps.png" not in {p.name for p in write_report(tmp_path / "same", same, "table")}
