@@ -76,8 +76,11 @@ def build_pair(out: Path, *, layers: int, draft_layers: int, hidden: int, damp: 
     """A target Llama whose layers after ``draft_layers`` are damped, and the draft cut from it."""
     import torch
     from transformers import LlamaForCausalLM
+    from transformers.utils import logging as hf_logging
 
     from harness.sut.tiny_model import TinyRecipe, ensure_tiny_model
+
+    hf_logging.disable_progress_bar()  # "Loading weights" / "Writing model shards" bars
 
     recipe = TinyRecipe(hidden_size=hidden, intermediate_size=3 * hidden, num_hidden_layers=layers,
                         num_attention_heads=max(1, hidden // 32), num_key_value_heads=max(1, hidden // 64),
@@ -164,6 +167,7 @@ def render(args: argparse.Namespace, result: dict[str, Any], pair: str) -> str:
     rounds, stats, model = result["rounds"], result["stats"], result["model"]
     med = {name: statistics.median(r.tokens_per_second for r in rs) for name, rs in rounds.items()}
     diff = differing(rounds)
+    paired = list(zip(rounds["draft"], rounds["plain"], strict=True))  # each round ran both, back to back
 
     def fmt(name: str) -> str:
         runs = ", ".join(f"{r.tokens_per_second:,.1f}" for r in rounds[name])
@@ -176,7 +180,8 @@ def render(args: argparse.Namespace, result: dict[str, Any], pair: str) -> str:
              f"{args.max_new_tokens}, k={args.num_draft_tokens}, {args.repeats} rounds alternating",
              f"  without draft  {fmt('plain')}",
              f"  with draft     {fmt('draft')}",
-             f"  speed-up (ratio of medians)   {med['draft'] / med['plain']:.2f}x",
+             f"  speed-up (ratio of medians)   {med['draft'] / med['plain']:.2f}x; median of the rounds' own "
+             f"ratios {statistics.median(d.tokens_per_second / p.tokens_per_second for d, p in paired):.2f}x",
              f"  acceptance rate               {stats['acceptance_rate']:.3f} "
              f"({stats['accepted_tokens']:,} of {stats['drafted_tokens']:,} draft tokens)",
              f"  mean accepted tokens / step   {stats['mean_accepted_tokens']:.2f} (target's own token included; "
