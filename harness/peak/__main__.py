@@ -1,0 +1,7 @@
+"""``python -m harness.peak``: the same as the ``harness-peak`` command."""
+
+from harness.peak.cli import main
+
+# Guarded: test processes are spawned and re-import the main module under another name.
+if __name__ == "__main__":
+    main()

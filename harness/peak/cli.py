@@ -1,0 +1,232 @@
+"""``harness-peak``: the highest target QPS at which LoadGen reports VALID (Server, Interactive).
+
+The config is ``conf/peak.yaml``: everything ``harness`` takes (same groups, overrides and
+``scenarios/``) plus the ``peak:`` search settings. Every probe is a complete ``run_benchmark``
+performance run in its own directory under the search directory
+(``runs/peak/<date>/<time>_<scenario>_<sut>/probe_03_qps12.5``), repeatable on its own with the
+``harness`` command in its ``environment.json``. With ``tracking=mlflow`` the search is one
+parent run (tag ``role=peak``) with every probe and confirmation as a child, so
+``harness-compare --round <parent>`` shows the load curve.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from harness.config import CONF_DIR, HarnessConfig, LatencyLimits, quote_null_sut, register_scenarios, to_dict
+from harness.errors import HarnessError, OutputError, ResultError
+from harness.peak import report
+from harness.peak.search import Outcome, Probe, Search, Step, failed_outcome, probe_from
+from harness.peak.settings import PeakConfig, confirm_config, probe_config, probe_overrides, start_rate
+from harness.redact import Redactor
+from harness.tracking import JobInfo, TrackingSession
+
+# Exit codes of the searches of this process (one per job with -m).
+_exit_codes: list[int] = []
+_tracking = TrackingSession()
+
+# Overrides the search sets per run itself: dropped from what a probe's `harness` command repeats.
+_SEARCH_KEYS = ("peak", "hydra", "mode", "scenario.target_qps")
+_PROBE_KEYS = ("scenario.min_duration_s", "scenario.min_query_count")
+
+
+def _key(override: str) -> str:
+    return override.lstrip("+~").split("=", 1)[0]
+
+
+def base_overrides(overrides: tuple[str, ...], config: HarnessConfig, step: Step) -> list[str]:
+    """The user's overrides that still apply to one run, with the scenario named explicitly
+    (``harness`` defaults to offline, ``harness-peak`` to server)."""
+    dropped = _SEARCH_KEYS + (_PROBE_KEYS if step == "probe" else ())
+    kept = [o for o in overrides if not any(_key(o) == k or _key(o).startswith(k + ".") for k in dropped)]
+    if not any(_key(o) == "scenario" for o in kept):
+        kept.insert(0, f"scenario={config.scenario.name}")
+    return kept
+
+
+def _with_rerun(env: dict[str, Any], program: str, args: list[str], redactor: Redactor) -> dict[str, Any]:
+    """``env`` with ``command.rerun`` naming the command that repeats this run (secrets masked)."""
+    command = dict(env.get("command") or {})
+    cwd = command.get("cwd") or str(Path.cwd())
+    command["rerun"] = redactor.text(f"cd {shlex.quote(cwd)} && {shlex.join([program, *args])}")
+    return {**env, "command": command}
+
+
+@dataclasses.dataclass
+class Runner:
+    """Runs one probe or confirmation as a complete, tracked harness run; prints its progress line."""
+
+    config: HarnessConfig
+    settings: PeakConfig
+    search_dir: Path
+    overrides: tuple[str, ...]
+    env: dict[str, Any]
+    redactor: Redactor
+    counts: dict[str, int] = dataclasses.field(default_factory=lambda: {"probe": 0, "confirm": 0})
+    failed: Probe | None = None  # the run that ended the search with SUT errors
+
+    def __call__(self, n: int, step: Step, qps: float) -> Probe:
+        from harness import environment
+        from harness.loadgen.logs import parse_detail_log
+        from harness.run import DETAIL_LOG, check_result, prepare_output_dir, run_benchmark
+
+        config = probe_config(self.config, self.settings, qps) if step == "probe" else confirm_config(self.config, qps)
+        out = self.search_dir / f"{step}_{n:02d}_qps{qps:g}"
+        args = [*base_overrides(self.overrides, self.config, step), *probe_overrides(self.config, self.settings,
+                                                                                    qps, step)]
+        env = _with_rerun(self.env, "harness", args, self.redactor)
+        prepare_output_dir(out)
+        try:
+            environment.write(out, env)
+        except OSError as exc:
+            raise OutputError(f"output directory {out} is not writable: {exc.strerror or exc}") from exc
+        job = JobInfo(output_dir=out, overrides=tuple(args), round_dir=self.search_dir, job_num=n,
+                      argv=("harness", *args), tags=(("peak_step", step),))
+        tracked = _tracking.start(config, job, env, self.redactor)
+        result, error = None, None
+        started = time.monotonic()
+        try:
+            result = run_benchmark(config, out)
+            check_result(result, fail_on_invalid=False)  # SUT errors end the search
+        except HarnessError as exc:
+            error = exc
+        except BaseException as exc:  # a bug or Ctrl-C: the MLflow run still ends (FAILED / KILLED)
+            try:
+                _tracking.finish(tracked, result, exc)
+            except HarnessError:
+                pass
+            raise
+        _tracking.finish(tracked, result, error)
+        if result is None:
+            assert error is not None
+            raise error
+        detail_path = out / "performance" / DETAIL_LOG
+        detail = parse_detail_log(detail_path) if detail_path.is_file() else None
+        probe = probe_from(n, step, qps, result, detail, self.settings.min_completed_ratio,
+                           time.monotonic() - started)
+        self.counts[step] += 1
+        sys.stdout.write(report.progress_line(probe, self.settings, self.counts[step]) + "\n")
+        sys.stdout.flush()
+        if error is not None:
+            self.failed = probe
+            raise error
+        return probe
+
+
+def _job(cfg) -> None:
+    """One search (one Hydra job): probes, confirmation, peak.json / peak.png / table, tracking."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    from harness import environment
+    from harness.loadgen.settings import latency_limits
+    from harness.peak.settings import load
+
+    hc = HydraConfig.get()
+    search_dir = Path(hc.runtime.output_dir).absolute()
+    overrides = tuple(hc.overrides.task)
+    try:
+        raw = OmegaConf.to_container(cfg, resolve=True)
+        config, settings = load(raw)
+        limits = latency_limits(config)
+        redactor = Redactor.collect(raw)
+        try:
+            env = _with_rerun(environment.capture(overrides, redactor), "harness-peak", list(overrides), redactor)
+            environment.write(search_dir, env)
+        except OSError as exc:
+            raise OutputError(f"output directory {search_dir} is not writable: {exc.strerror or exc}") from exc
+    except HarnessError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        _exit_codes.append(exc.exit_code)
+        return
+
+    started = time.monotonic()
+    start = start_rate(config, settings)
+    tags = {"role": "peak", "scenario": config.scenario.name, "sut": config.sut.name,
+            "benchmark": config.benchmark.name, "model_key": config.benchmark.model_key,
+            "command": shlex.join(["harness-peak", *overrides]), "overrides": shlex.join(overrides)}
+    params = {**to_dict(config), "peak": dataclasses.asdict(settings)}
+    error: BaseException | None = None
+    try:
+        parent = _tracking.start_group(config, search_dir, f"peak {'/'.join(search_dir.parts[-2:])}", tags, env,
+                                       redactor, params)
+    except HarnessError as exc:  # tracking.required=true and the store cannot be reached
+        sys.stderr.write(f"error: {exc}\n")
+        _exit_codes.append(exc.exit_code)
+        return
+    sys.stdout.write(f"peak search: {config.scenario.name} · sut={config.sut.name} · start {start:g} QPS in "
+                     f"[{settings.min_qps:g}, {settings.max_qps:g}], precision {settings.precision:g}, "
+                     f"at most {settings.max_probes} probes"
+                     + (f" · MLflow parent run {parent}" if parent else "") + "\n")
+    sys.stdout.flush()
+    search = Search(settings, start, limits)
+    runner = Runner(config, settings, search_dir, overrides, env, redactor)
+    try:
+        outcome = search.run(runner)
+    except HarnessError as exc:
+        error = exc
+        probes = search.probes + ([runner.failed] if runner.failed is not None else [])
+        outcome = failed_outcome(probes, str(exc))
+    except BaseException as exc:  # Ctrl-C or a bug: still leave a record, then re-raise
+        error = exc
+        outcome = failed_outcome(search.probes, f"interrupted ({type(exc).__name__})")
+        _finish(outcome, config, settings, limits, search_dir, started, error)
+        raise
+    _finish(outcome, config, settings, limits, search_dir, started, error)
+
+
+def _finish(outcome: Outcome, config: HarnessConfig, settings: PeakConfig, limits: LatencyLimits | None,
+            search_dir: Path, started: float, error: BaseException | None) -> None:
+    """Write peak.json, peak.png and the table; close the parent run; record the exit code."""
+    seconds = time.monotonic() - started
+    data = report.to_json(outcome, config, settings, limits, search_dir, seconds)
+    files = [report.write_json(search_dir / report.PEAK_JSON, data)]
+    title = (f"peak search: {config.scenario.name} · {config.benchmark.model_key} · sut={config.sut.name} · "
+             + (f"peak {outcome.peak_qps:g} QPS" if outcome.peak_qps is not None else "no VALID rate"))
+    png = report.plot(search_dir / report.PEAK_PNG, outcome, limits, title)
+    if png is not None:
+        files.append(png)
+    text = report.table(outcome, config, limits, search_dir, seconds)
+    (search_dir / report.PEAK_TABLE).write_text(text + "\n", encoding="utf-8")
+    files.append(search_dir / report.PEAK_TABLE)
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+    if error is None and not outcome.ok:
+        error = ResultError(outcome.message)  # no VALID rate: INVALID everywhere, or not confirmed
+    code = error.exit_code if isinstance(error, HarnessError) else (1 if error is not None else 0)
+    try:
+        _tracking.end_rounds(None, failed=error is not None, metrics=report.metrics(outcome),
+                             files=tuple(files), tags={"peak_status": outcome.status})
+    except HarnessError as exc:  # tracking.required=true and the store failed
+        sys.stderr.write(f"error: {exc}\n")
+        code = max(code, exc.exit_code)
+    if isinstance(error, HarnessError):
+        sys.stderr.write(f"error: {error}\n")
+    _exit_codes.append(code)
+
+
+def main() -> None:
+    """``harness-peak``: search the highest VALID Server / Interactive target QPS."""
+    import hydra
+
+    from harness.cli import _unwritable_output_dir
+
+    argv = quote_null_sut(sys.argv[1:])
+    problem = _unwritable_output_dir(argv)
+    if problem:
+        sys.stderr.write(f"error: output directory not writable: {problem}\n")
+        sys.exit(2)
+    sys.argv[1:] = argv
+    register_scenarios()
+    app = hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="peak")(_job)
+    app()
+    sys.exit(max(_exit_codes, default=0))
+
+
+if __name__ == "__main__":
+    main()

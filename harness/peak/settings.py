@@ -1,0 +1,155 @@
+"""The search settings (``peak:`` in ``conf/peak.yaml``) and the configs of the runs a search makes.
+
+``harness-peak`` composes ``conf/peak.yaml``: the whole ``harness`` configuration (its defaults
+list includes ``config.yaml``) plus a ``peak:`` block. :func:`load` splits the two, builds each
+strictly (an unknown ``peak.*`` key is an error naming it, as for every other key) and checks
+the values, so bad input ends with one line naming the key before any probe runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from harness.config import HarnessConfig, build_dataclass, load_config
+from harness.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+# LoadGen's early-stopping test at the 99th percentile needs about 460 queries even when every
+# one is within its limits (MLPERF_FACTS.md): a probe with fewer cannot be VALID.
+EARLY_STOPPING_MIN_QUERIES = 460
+# Probe rates are rounded to this many significant digits, so directory names, the table and
+# the rate LoadGen is given agree; relative steps below 1e-4 are not representable.
+QPS_DIGITS = 5
+MIN_PRECISION = 0.001
+
+
+@dataclass(frozen=True)
+class PeakConfig:
+    """How ``harness-peak`` searches the highest VALID Server (or Interactive) target QPS.
+
+    Rates are queries per second; ``precision`` is relative: bisection stops once the lowest
+    INVALID rate is within ``1 + precision`` times the highest VALID one.
+    """
+
+    start_qps: float | None = None  # null: scenario.target_qps (clipped into [min_qps, max_qps])
+    min_qps: float = 1.0  # INVALID here: the SUT cannot meet the limits at any rate tried
+    max_qps: float = 10000.0  # VALID here: the answer is "at least max_qps"
+    precision: float = 0.05
+    probe_duration_s: float = 5.0  # LoadGen min_duration of each probe
+    probe_min_query_count: int = 500  # LoadGen min_query_count of each probe
+    max_probes: int = 12  # search probes at most; confirmation runs come on top
+    confirm: bool = True  # re-run the answer with the scenario's own duration / query count
+    confirm_attempts: int = 3  # INVALID confirmation: step down by the precision, at most this often
+    # A LoadGen-VALID run whose completed samples/s fall below this fraction of its scheduled
+    # samples/s counts as INVALID for the search: its queue is growing, so a longer run would
+    # fail, but a short probe under loose limits (2000 ms TTFT) may end first. null: LoadGen alone.
+    min_completed_ratio: float | None = 0.95
+
+
+def qps_round(qps: float) -> float:
+    """A rate as probed: ``QPS_DIGITS`` significant digits."""
+    return float(f"{qps:.{QPS_DIGITS}g}")
+
+
+def load(raw: Mapping[str, Any]) -> tuple[HarnessConfig, PeakConfig]:
+    """The run configuration and the search settings from a composed ``conf/peak.yaml``."""
+    data = dict(raw)
+    peak = data.pop("peak", None)
+    if peak is None:
+        raise ConfigError("missing required config key 'peak' (harness-peak composes conf/peak.yaml)")
+    config = load_config(data)
+    settings = build_dataclass(PeakConfig, peak, "peak")
+    check(config, settings)
+    return config, settings
+
+
+def compose(overrides: list[str] | tuple[str, ...] = ()) -> tuple[HarnessConfig, PeakConfig]:
+    """Compose ``conf/peak.yaml`` with overrides, as ``harness-peak`` would, without running anything."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from harness.config import CONF_DIR, quote_null_sut, register_scenarios
+
+    register_scenarios()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = hydra_compose(config_name="peak", overrides=quote_null_sut(list(overrides)))
+    return load(OmegaConf.to_container(cfg, resolve=True))
+
+
+def check(config: HarnessConfig, settings: PeakConfig) -> None:
+    """Raise ConfigError, naming the key, for settings no search can use."""
+    sc = config.scenario
+    if sc.loadgen_scenario != "Server":
+        raise ConfigError(f"config key 'scenario': harness-peak searches the Server target QPS, and "
+                          f"scenario={sc.name} is a LoadGen {sc.loadgen_scenario} scenario "
+                          "(use scenario=server or scenario=interactive)")
+    s = settings
+    if s.min_qps <= 0:
+        raise ConfigError(f"config key 'peak.min_qps' must be > 0, got {s.min_qps:g}")
+    if s.max_qps <= s.min_qps:
+        raise ConfigError(f"config key 'peak.max_qps' must be > peak.min_qps ({s.min_qps:g}), got {s.max_qps:g}")
+    if s.start_qps is not None and not s.min_qps <= s.start_qps <= s.max_qps:
+        raise ConfigError(f"config key 'peak.start_qps' must lie in [peak.min_qps, peak.max_qps] = "
+                          f"[{s.min_qps:g}, {s.max_qps:g}], got {s.start_qps:g}")
+    if not MIN_PRECISION <= s.precision <= 1:
+        raise ConfigError(f"config key 'peak.precision' is relative (0.05 = 5%) and must lie in "
+                          f"[{MIN_PRECISION:g}, 1], got {s.precision:g}")
+    if s.probe_duration_s < 0:
+        raise ConfigError(f"config key 'peak.probe_duration_s' must be >= 0, got {s.probe_duration_s:g}")
+    if s.probe_min_query_count < 1:
+        raise ConfigError(f"config key 'peak.probe_min_query_count' must be >= 1, got {s.probe_min_query_count}")
+    if not 1 <= s.max_probes <= 100:
+        raise ConfigError(f"config key 'peak.max_probes' must lie in [1, 100], got {s.max_probes}")
+    if not 1 <= s.confirm_attempts <= 10:
+        raise ConfigError(f"config key 'peak.confirm_attempts' must lie in [1, 10], got {s.confirm_attempts}")
+    if s.min_completed_ratio is not None and not 0 < s.min_completed_ratio <= 1:
+        raise ConfigError(f"config key 'peak.min_completed_ratio' must lie in (0, 1] or be null, "
+                          f"got {s.min_completed_ratio:g}")
+    if s.probe_min_query_count < EARLY_STOPPING_MIN_QUERIES:
+        # Not an error: probe_duration_s x QPS may still give enough queries at high rates.
+        log.warning("peak.probe_min_query_count=%d: a probe with fewer than ~%d queries cannot pass early "
+                    "stopping at p99 and reads INVALID", s.probe_min_query_count, EARLY_STOPPING_MIN_QUERIES)
+
+
+def start_rate(config: HarnessConfig, settings: PeakConfig) -> float:
+    """The first rate tried: ``peak.start_qps``, else the scenario's target QPS, within the range."""
+    start = settings.start_qps if settings.start_qps is not None else config.scenario.target_qps
+    return qps_round(min(max(start, settings.min_qps), settings.max_qps))
+
+
+def probe_config(config: HarnessConfig, settings: PeakConfig, qps: float) -> HarnessConfig:
+    """A short performance run at ``qps``: quick settings with the probe's duration and query count.
+
+    Official settings would keep mlperf.conf's 600 s per probe, so probes always run quick; an
+    official search still judges them by the benchmark's own limits (scenario overrides dropped).
+    """
+    sc = config.scenario
+    official = config.benchmark.official
+    scenario = dataclasses.replace(sc, target_qps=qps, min_duration_s=settings.probe_duration_s,
+                                   min_query_count=settings.probe_min_query_count,
+                                   ttft_ms=None if official else sc.ttft_ms, tpot_ms=None if official else sc.tpot_ms)
+    return dataclasses.replace(config, scenario=scenario, mode="performance",
+                               benchmark=dataclasses.replace(config.benchmark, official=False))
+
+
+def confirm_config(config: HarnessConfig, qps: float) -> HarnessConfig:
+    """The confirmation: the user's own run (duration, query count, official or not) at ``qps``."""
+    return dataclasses.replace(config, scenario=dataclasses.replace(config.scenario, target_qps=qps),
+                               mode="performance")
+
+
+def probe_overrides(config: HarnessConfig, settings: PeakConfig, qps: float, step: str) -> list[str]:
+    """The ``harness`` overrides that repeat one probe or confirmation on its own (on top of the user's)."""
+    out = [f"scenario.target_qps={qps:g}", "mode=performance"]
+    if step == "probe":
+        out += [f"scenario.min_duration_s={settings.probe_duration_s:g}",
+                f"scenario.min_query_count={settings.probe_min_query_count}"]
+        if config.benchmark.official:
+            out += ["benchmark.official=false", "scenario.ttft_ms=null", "scenario.tpot_ms=null"]
+    return out
