@@ -36,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
                     "without re-running the model.",
         epilog="Examples:\n"
                "  harness-audit runs/2026-11-21/10-00-00_offline_hf\n"
-               "  harness-audit runs/... --target 0.999                 # judge against 99.9%% targets\n"
+               "  harness-audit runs/... --target 0.999                 # judge against 99.9% targets\n"
                "  harness-audit runs/... --reference-run runs/fp32-run   # compare with an fp32 run\n"
                "  harness-audit <mlflow run id> --tracking-uri sqlite:///mlruns.db\n"
                "  harness-audit runs/with-draft --same-tokens-as runs/no-draft   # lossless: same token ids\n"
