@@ -81,14 +81,18 @@ def vocabulary_size(model: Any) -> int:
 
 
 def check_draft_pair(target: Any, target_tokenizer: Any, draft: Any, draft_tokenizer: Any, path: Path) -> None:
-    """The draft must speak the target's vocabulary: same token ids, same embedding size."""
-    tv, dv = vocabulary_size(target), vocabulary_size(draft)
-    if tv != dv:
-        raise SUTError(f"sut.draft_model_path: the draft {path} has a vocabulary of {dv:,} tokens, the target "
-                       f"{tv:,}; the draft must share the target's tokenizer and vocabulary")
+    """The draft must speak the target's vocabulary: the same tokenizer, and an embedding for every
+    token id it can produce. Embedding tables may differ in size beyond that: checkpoints pad them
+    to a multiple of 64 or 128 (Qwen2.5-0.5B has 151,936 rows, Qwen2.5-7B 152,064)."""
     if target_tokenizer.get_vocab() != draft_tokenizer.get_vocab():
-        raise SUTError(f"sut.draft_model_path: the draft {path} has another tokenizer than the target (same "
-                       f"size, {dv:,}, but different tokens); the draft must share the target's tokenizer")
+        raise SUTError(f"sut.draft_model_path: the draft {path} has another tokenizer than the target (other "
+                       "tokens or token ids); the draft must share the target's tokenizer")
+    tokens = len(target_tokenizer)
+    for who, model in (("target", target), (f"draft {path}", draft)):
+        rows = vocabulary_size(model)
+        if rows < tokens:
+            raise SUTError(f"sut.draft_model_path: the {who} has {rows:,} embedding rows for a tokenizer of "
+                           f"{tokens:,} tokens")
 
 
 def _crop(cache: Any, length: int) -> None:
@@ -110,6 +114,7 @@ class SpeculativeDecoder(SerialDecoder):
             raise ValueError(f"num_draft_tokens must be at least 1, got {num_draft_tokens}")
         self.target = target
         self.draft = draft
+        self._target_rows = vocabulary_size(target)
         self.eos_ids = eos_ids
         self.max_new_tokens = max_new_tokens
         self.k = num_draft_tokens
@@ -180,7 +185,8 @@ class SpeculativeDecoder(SerialDecoder):
                     d_cache = d_out.past_key_values
                     _check_croppable(d_cache, "draft")
                 d_len += len(feed)
-                drafts.append(int(d_out.logits[0, -1].argmax()))
+                # Only ids the target can embed: a larger padded draft table must not propose past it.
+                drafts.append(int(d_out.logits[0, -1, :self._target_rows].argmax()))
                 feed = drafts[-1:]
                 if drafts[-1] in self.eos_ids:
                     break  # nothing follows an EOS

@@ -213,9 +213,20 @@ def test_broken_draft_directory_is_a_sut_error_naming_the_key(target, tmp_path):
     assert "\n" not in str(err.value)
 
 
-def test_a_draft_with_another_vocabulary_size_is_refused(target, tmp_path):
+def test_a_draft_with_a_larger_padded_embedding_is_accepted_and_stays_lossless(target, tmp_path):
+    """Checkpoints pad embedding tables (Qwen2.5-0.5B vs -7B); only the tokenizer must match."""
     draft = make_draft(target, tmp_path / "bigger", seed=1, vocab_size=1100)
-    with pytest.raises(SUTError, match=r"sut.draft_model_path: .*vocabulary of 1,100 tokens") as err:
+    expected = plain_greedy(target, 16)
+    sut = make_sut(target, draft_model_path=str(draft))
+    try:
+        assert [sut.generate([s])[0].token_ids for s in samples()] == expected
+    finally:
+        sut.close()
+
+
+def test_a_draft_with_fewer_embedding_rows_than_tokens_is_refused(target, tmp_path):
+    draft = make_draft(target, tmp_path / "smaller", seed=1, vocab_size=100)
+    with pytest.raises(SUTError, match=r"sut.draft_model_path: the draft .* has 100 embedding rows") as err:
         make_sut(target, draft_model_path=str(draft))
     assert "\n" not in str(err.value)
 
