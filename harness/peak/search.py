@@ -40,8 +40,9 @@ class Limit:
 
     ``metric`` is ``ttft_p99_ms``/``tpot_p99_ms`` (``value`` and ``limit`` in ms), ``early_stopping_ttft``/
     ``early_stopping_tpot`` (``value``: the further queries LoadGen says were needed), ``min_duration``,
-    ``min_queries``, ``errors`` (``value``: failed samples), ``falling_behind`` (``value``: completed /
-    scheduled samples per second, ``limit``: ``peak.min_completed_ratio``) or ``other`` (LoadGen's words).
+    ``min_queries``, ``errors`` (``value``: failed samples), ``falling_behind`` (``value``: the
+    completion rate as a fraction of the arrival rate, see :func:`falling_behind`; ``limit``:
+    ``peak.min_completed_ratio``) or ``other`` (LoadGen's own words).
     """
 
     metric: str
@@ -163,12 +164,28 @@ def judge(result: RunResult, detail: DetailLog | None = None) -> tuple[Limit, ..
     return tuple(found)
 
 
-def falling_behind(completed: float | None, scheduled: float | None, min_ratio: float | None) -> Limit | None:
-    """The ``falling_behind`` limit when completions ran below ``min_ratio`` x the scheduled rate."""
-    if min_ratio is None or not completed or not scheduled or completed >= min_ratio * scheduled:
+def falling_behind(queries: int | None, completed: float | None, scheduled: float | None,
+                   latency_p50_ms: float | None, min_ratio: float | None) -> Limit | None:
+    """The ``falling_behind`` limit when completions did not keep pace with arrivals.
+
+    LoadGen's completed rate is ``queries / T_c`` (first issue to last completion) and its
+    scheduled rate ``queries / T_s`` (first to last issue). Even a server that keeps up needs one
+    request latency after the last issue to drain, so ``T_c - latency p50`` is the time the
+    completions took; ``T_s / (T_c - p50)`` is then ~1.00 for a server that keeps up (the drain
+    no longer biases it, which matters for LLM latencies of seconds in 20 s probes) and ~capacity /
+    arrival rate for one whose queue grows (p50 is inflated by the queue, so it reads high: ~0.95
+    at 10% overload).
+    """
+    if min_ratio is None or not queries or not completed or not scheduled or latency_p50_ms is None:
         return None
-    return Limit("falling_behind", f"falling behind: completed {completed:,.2f}/s < {min_ratio:g} x "
-                 f"scheduled {scheduled:,.2f}/s", completed / scheduled, min_ratio)
+    t_scheduled, t_completed = queries / scheduled, queries / completed - latency_p50_ms / 1000
+    if t_completed <= 0:
+        return None
+    ratio = t_scheduled / t_completed
+    if ratio >= min_ratio:
+        return None
+    return Limit("falling_behind", f"falling behind: completions {ratio:.1%} of arrivals (< {min_ratio:.0%}; "
+                 f"completed {completed:,.2f}/s, scheduled {scheduled:,.2f}/s)", ratio, min_ratio)
 
 
 def probe_from(n: int, step: Step, qps: float, result: RunResult, detail: DetailLog | None,
@@ -177,7 +194,8 @@ def probe_from(n: int, step: Step, qps: float, result: RunResult, detail: Detail
     values = detail.values if detail is not None else {}
     scheduled = values.get("result_scheduled_samples_per_sec")
     limits = judge(result, detail)
-    behind = falling_behind(result.samples_per_second, scheduled, min_completed_ratio)
+    behind = falling_behind(values.get("result_query_count"), result.samples_per_second, scheduled,
+                            result.latency_ms.p50 if result.latency_ms else None, min_completed_ratio)
     if behind is not None and result.valid and not result.errors:
         limits = (behind,)
     return Probe(n=n, step=step, qps=qps, valid=bool(result.valid) and not result.errors, limits=limits,
@@ -296,7 +314,8 @@ class Search:
         if hi is None:  # max_probes ran out while doubling
             return (f"peak.max_probes={self.settings.max_probes} ran out while doubling the rate: highest VALID "
                     f"{lo:g} QPS{how}, no INVALID rate yet (the peak is at least that)")
-        gap = f"{hi:g} QPS INVALID ({hi / lo - 1:.1%} above)"
+        verdict = next((p.verdict for p in self.probes if p.qps == hi and not p.accepted), "INVALID")
+        gap = f"{hi:g} QPS {verdict} ({hi / lo - 1:.1%} above)"
         if status == "not_converged":
             return (f"peak.max_probes={self.settings.max_probes} ran out before peak.precision="
                     f"{self.settings.precision:g}: highest VALID {lo:g} QPS{how}, {gap}")

@@ -45,9 +45,11 @@ class PeakConfig:
     max_probes: int = 12  # search probes at most; confirmation runs come on top
     confirm: bool = True  # re-run the answer with the scenario's own duration / query count
     confirm_attempts: int = 3  # INVALID confirmation: step down by the precision, at most this often
-    # A LoadGen-VALID run whose completed samples/s fall below this fraction of its scheduled
-    # samples/s counts as INVALID for the search: its queue is growing, so a longer run would
-    # fail, but a short probe under loose limits (2000 ms TTFT) may end first. null: LoadGen alone.
+    # A LoadGen-VALID run whose completions kept pace with less than this fraction of its arrivals
+    # (search.falling_behind) counts as INVALID for the search: its queue grows, so a longer run
+    # fails, but a short probe ends first. LoadGen sees a queue only once its wait passes the TTFT
+    # limit: at overload r within T s, (r - 1) x T > limit, i.e. r > 1.4 for 5 s probes and a
+    # 2000 ms limit. null: LoadGen's verdict alone.
     min_completed_ratio: float | None = 0.95
 
 

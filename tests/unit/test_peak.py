@@ -109,11 +109,12 @@ def test_without_confirmation_the_short_probes_answer():
     assert outcome.confirmed is None and all(p.step == "probe" for p in outcome.probes)
 
 
-def result(valid: bool, ttft99: float, tpot99: float = 1.0, errors: int = 0, sps: float = 100.0) -> RunResult:
+def result(valid: bool, ttft99: float, tpot99: float = 1.0, errors: int = 0, sps: float = 100.0,
+           latency_p50: float = 10.0) -> RunResult:
     return RunResult(scenario="server", mode="performance", benchmark="sample", model_key="llama3_1-8b", sut="queue",
                      official=False, valid=valid, invalid_reasons=() if valid else ("latency constraints not met",),
                      samples_per_second=sps, tokens_per_second=sps * 16, ttft_ms=Percentiles(5, 8, ttft99),
-                     tpot_ms=Percentiles(1, 1, tpot99), latency_ms=Percentiles(10, 20, 30), errors=errors,
+                     tpot_ms=Percentiles(1, 1, tpot99), latency_ms=Percentiles(latency_p50, 20, 30), errors=errors,
                      error_messages=(), loadgen_errors=0, loadgen_version="6.0.17", dataset={}, output_dir="/x",
                      latency_limits=LIMITS)
 
@@ -137,14 +138,23 @@ def test_judge_names_the_constraint_that_failed():
 
 
 def test_a_valid_run_whose_completions_fall_behind_counts_as_invalid():
-    detail = DetailLog({"result_scheduled_samples_per_sec": 385.55}, (), ())
-    behind = probe_from(1, "probe", 400.0, result(True, 270.0, sps=315.35), detail, 0.95)
+    # Figures of real sut=queue runs (capacity 320/s) under a 2000 ms TTFT limit, 5 s probes.
+    overloaded = DetailLog({"result_scheduled_samples_per_sec": 413.73, "result_query_count": 2080}, (), ())
+    behind = probe_from(1, "probe", 400.0, result(True, 1459.0, sps=318.84, latency_p50=763.0), overloaded, 0.95)
     assert behind.valid and behind.behind and not behind.accepted and behind.verdict == "BEHIND"
-    assert behind.limiting == "falling behind: completed 315.35/s < 0.95 x scheduled 385.55/s"
-    kept = probe_from(1, "probe", 300.0, result(True, 30.0, sps=290.0), DetailLog(
-        {"result_scheduled_samples_per_sec": 295.0}, (), ()), 0.95)
-    assert kept.accepted and kept.verdict == "VALID" and kept.scheduled_qps == 295.0
-    assert probe_from(1, "probe", 400.0, result(True, 270.0, sps=315.35), detail, None).accepted
+    assert behind.limits[0].value == pytest.approx(0.873, abs=0.001)  # 5.03 s / (6.52 s - 0.763 s)
+    assert behind.limiting == ("falling behind: completions 87.3% of arrivals (< 95%; completed 318.84/s, "
+                               "scheduled 413.73/s)")
+    # Keeping up: the raw completed/scheduled ratio (0.962) is low only by the last requests' drain.
+    kept = probe_from(1, "probe", 308.44, result(True, 222.0, sps=310.72, latency_p50=117.0), DetailLog(
+        {"result_scheduled_samples_per_sec": 322.5, "result_query_count": 1632}, (), ()), 0.95)
+    assert kept.accepted and kept.verdict == "VALID" and kept.scheduled_qps == 322.5
+    # An LLM server at 25 QPS with 5 s requests: 500 queries in 20 s, the drain alone is 20%.
+    llm = probe_from(1, "probe", 25.0, result(True, 900.0, sps=20.0, latency_p50=5000.0), DetailLog(
+        {"result_scheduled_samples_per_sec": 25.0, "result_query_count": 500}, (), ()), 0.95)
+    assert llm.accepted
+    assert probe_from(1, "probe", 400.0, result(True, 1459.0, sps=318.84, latency_p50=763.0), overloaded,
+                      None).accepted
 
 
 def test_progress_line_and_table():
