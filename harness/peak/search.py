@@ -288,7 +288,7 @@ class Search:
         """The highest rate that is VALID at full length, stepping down from ``qps``; None if none is."""
         for attempt in range(self.settings.confirm_attempts):
             if attempt:
-                qps = qps_round(qps / (1 + self.settings.precision))
+                qps = qps_round(qps / (1 + self.settings.precision), up=True)
                 if qps < self.settings.min_qps:
                     return None
             probe = prober(len(self.probes) + 1, "confirm", qps)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -53,9 +54,14 @@ class PeakConfig:
     min_completed_ratio: float | None = 0.95
 
 
-def qps_round(qps: float) -> float:
-    """A rate as probed: ``QPS_DIGITS`` significant digits."""
-    return float(f"{qps:.{QPS_DIGITS}g}")
+def qps_round(qps: float, up: bool = False) -> float:
+    """A rate as probed: ``QPS_DIGITS`` significant digits (``up``: never below ``qps``, so a step
+    down by the precision stays within it)."""
+    rounded = float(f"{qps:.{QPS_DIGITS}g}")
+    if up and rounded < qps:
+        step = 10.0 ** (math.floor(math.log10(qps)) - QPS_DIGITS + 1)
+        rounded = float(f"{rounded + step:.{QPS_DIGITS}g}")
+    return rounded
 
 
 def load(raw: Mapping[str, Any]) -> tuple[HarnessConfig, PeakConfig]:

@@ -97,6 +97,16 @@ def test_an_invalid_confirmation_steps_down_by_the_precision():
     assert outcome.lowest_invalid_qps == confirms[-2].qps  # the lowest rate INVALID at full length
 
 
+def test_a_step_down_stays_within_the_precision_despite_rounding():
+    from harness.peak.settings import qps_round
+
+    assert qps_round(261.0846) == 261.08 and qps_round(261.0846, up=True) == 261.09
+    assert qps_round(0.0123456, up=True) == 0.012346 and qps_round(99999.5, up=True) == 100000
+    settings = PeakConfig(min_qps=1, max_qps=1000, precision=0.3, confirm_attempts=3)
+    outcome = Search(settings, 339.41).run(scripted(339.41, confirm_capacity=300))
+    assert outcome.status == "found" and outcome.lowest_invalid_qps / outcome.peak_qps - 1 <= 0.3
+
+
 def test_a_confirmation_that_never_holds_fails_the_search():
     settings = PeakConfig(min_qps=1, max_qps=1000, precision=0.1, confirm_attempts=2)
     outcome = Search(settings, 100).run(scripted(137, confirm_capacity=10))
