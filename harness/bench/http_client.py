@@ -136,13 +136,14 @@ def capacity(client: str, exe: str, *, streams: int, short: int, long: int, toke
         done = [s for _, s in match(result, server)]
         runs.append((result, done))
     (r_short, d_short), (r_long, d_long) = runs
+    if not d_long:
+        raise SystemExit(f"capacity: {client} completed no request (exit {r_long.returncode}); see {r_long.log}")
     tokens_short, tokens_long = sum(s["tokens"] for s in d_short), sum(s["tokens"] for s in d_long)
-    span = max(s["last"] for s in d_long) - min(s["arrival"] for s in d_long) if d_long else float("nan")
+    span = max(s["last"] for s in d_long) - min(s["arrival"] for s in d_long)  # server clock, seconds
     extra_tokens = tokens_long - tokens_short
     return {"client": client, "streams": streams, "requests": len(d_long), "rc": r_long.returncode,
             "requests_per_s": len(d_long) / span, "tokens_per_s": tokens_long / span,
-            "cpu_us_per_token": (r_long.cpu_s - r_short.cpu_s) / extra_tokens * 1e6 if extra_tokens > 0 else None,
-            "cpu_share": (r_long.cpu_s - r_short.cpu_s) / span if span == span else None}
+            "cpu_us_per_token": (r_long.cpu_s - r_short.cpu_s) / extra_tokens * 1e6 if extra_tokens > 0 else None}
 
 
 def _main_drive(argv: list[str]) -> None:
