@@ -14,7 +14,7 @@ from pathlib import Path
 
 from harness.config import CONF_DIR, quote_null_sut, register_scenarios
 from harness.errors import HarnessError, OutputError
-from harness.results import round_table
+from harness.results import RunResult, round_table
 from harness.tracking import JobInfo, TrackingSession
 
 log = logging.getLogger("harness")
@@ -46,7 +46,6 @@ def _job(cfg) -> None:
     from harness.config import load_config
     from harness.redact import Redactor
     from harness.results import summary
-    from harness.run import check_result, run_benchmark
 
     job = _job_info()
     try:
@@ -62,29 +61,68 @@ def _job(cfg) -> None:
         sys.stderr.write(f"error: {exc}\n")
         _exit_codes.append(exc.exit_code)
         return
-    tracked, result, error = None, None, None
-    try:
-        tracked = _tracking.start(config, job, env, redactor)
-        result = run_benchmark(config, job.output_dir)
+
+    def show(result) -> None:
         _results.append(result)
         sys.stdout.write(summary(result) + "\n")
         sys.stdout.flush()
-        check_result(result, config.fail_on_invalid)
+
+    _, error = tracked_run(_tracking, config, job, env, redactor, fail_on_invalid=config.fail_on_invalid,
+                           on_result=show)
+    if error is not None:
+        sys.stderr.write(f"error: {error}\n")
+    _exit_codes.append(error.exit_code if error is not None else 0)
+
+
+def tracked_run(tracking: TrackingSession, config, job: JobInfo, env, redactor, *, fail_on_invalid: bool,
+                on_result=None) -> tuple[RunResult | None, HarnessError | None]:
+    """One benchmark run in ``job.output_dir`` with its MLflow run (when tracking is on).
+
+    Returns the result (None if the run never produced one) and the error that decides the exit
+    code. A bug or Ctrl-C still closes the MLflow run (FAILED / KILLED) and is re-raised.
+    ``on_result`` sees the result before it is judged (the summary is printed there).
+    """
+    from harness.run import check_result, run_benchmark
+
+    tracked, result, error = None, None, None
+    try:
+        tracked = tracking.start(config, job, env, redactor)
+        result = run_benchmark(config, job.output_dir)
+        if on_result is not None:
+            on_result(result)
+        check_result(result, fail_on_invalid)
     except HarnessError as exc:
         error = exc
-    except BaseException as exc:  # a bug or Ctrl-C: the MLflow run still ends (FAILED / KILLED)
+    except BaseException as exc:
         try:
-            _tracking.finish(tracked, result, exc)
+            tracking.finish(tracked, result, exc)
         except HarnessError:
             pass
         raise
     try:
-        _tracking.finish(tracked, result, error)
+        tracking.finish(tracked, result, error)
     except HarnessError as exc:  # tracking.required=true and the store failed
         error = error or exc
-    if error is not None:
-        sys.stderr.write(f"error: {error}\n")
-    _exit_codes.append(error.exit_code if error is not None else 0)
+    return result, error
+
+
+def run_hydra(config_name: str, job) -> None:
+    """Run ``job`` as a Hydra app on ``conf/<config_name>.yaml`` with the command line's overrides.
+
+    Before Hydra starts: ``sut=null`` is quoted (YAML would read it as nothing), an unwritable
+    run directory exits 2 with one line (Hydra would fail with a traceback), and the
+    ``scenarios/`` folder is registered as the ``scenario`` group.
+    """
+    import hydra
+
+    argv = quote_null_sut(sys.argv[1:])
+    problem = _unwritable_output_dir(argv)
+    if problem:
+        sys.stderr.write(f"error: output directory not writable: {problem}\n")
+        sys.exit(2)
+    sys.argv[1:] = argv
+    register_scenarios()
+    hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)(job)()
 
 
 def _unwritable_output_dir(argv: list[str]) -> str | None:
@@ -107,17 +145,7 @@ def _unwritable_output_dir(argv: list[str]) -> str | None:
 
 def main() -> None:
     """``harness``: run a benchmark (``-m`` for a round of runs)."""
-    import hydra
-
-    argv = quote_null_sut(sys.argv[1:])
-    problem = _unwritable_output_dir(argv)
-    if problem:
-        sys.stderr.write(f"error: output directory not writable: {problem}\n")
-        sys.exit(2)
-    sys.argv[1:] = argv
-    register_scenarios()
-    app = hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")(_job)
-    app()
+    run_hydra("config", _job)
     table = round_table(_results) if _results else None
     if len(_results) > 1:
         sys.stdout.write(table + "\n")

@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.config import CONF_DIR, HarnessConfig, LatencyLimits, quote_null_sut, register_scenarios, to_dict
+from harness.cli import run_hydra, tracked_run
+from harness.config import HarnessConfig, LatencyLimits, to_dict
 from harness.errors import HarnessError, OutputError, ResultError
 from harness.peak import report
 from harness.peak.search import Outcome, Probe, Search, Step, failed_outcome, probe_from
@@ -73,7 +74,7 @@ class Runner:
     def __call__(self, n: int, step: Step, qps: float) -> Probe:
         from harness import environment
         from harness.loadgen.logs import parse_detail_log
-        from harness.run import DETAIL_LOG, check_result, prepare_output_dir, run_benchmark
+        from harness.run import DETAIL_LOG, prepare_output_dir
 
         config = probe_config(self.config, self.settings, qps) if step == "probe" else confirm_config(self.config, qps)
         out = self.search_dir / f"{step}_{n:02d}_qps{qps:g}"
@@ -87,21 +88,8 @@ class Runner:
             raise OutputError(f"output directory {out} is not writable: {exc.strerror or exc}") from exc
         job = JobInfo(output_dir=out, overrides=tuple(args), round_dir=self.search_dir, job_num=n,
                       argv=("harness", *args), tags=(("peak_step", step),))
-        tracked = _tracking.start(config, job, env, self.redactor)
-        result, error = None, None
         started = time.monotonic()
-        try:
-            result = run_benchmark(config, out)
-            check_result(result, fail_on_invalid=False)  # SUT errors end the search
-        except HarnessError as exc:
-            error = exc
-        except BaseException as exc:  # a bug or Ctrl-C: the MLflow run still ends (FAILED / KILLED)
-            try:
-                _tracking.finish(tracked, result, exc)
-            except HarnessError:
-                pass
-            raise
-        _tracking.finish(tracked, result, error)
+        result, error = tracked_run(_tracking, config, job, env, self.redactor, fail_on_invalid=False)
         if result is None:
             assert error is not None
             raise error
@@ -212,19 +200,7 @@ def _finish(outcome: Outcome, config: HarnessConfig, settings: PeakConfig, limit
 
 def main() -> None:
     """``harness-peak``: search the highest VALID Server / Interactive target QPS."""
-    import hydra
-
-    from harness.cli import _unwritable_output_dir
-
-    argv = quote_null_sut(sys.argv[1:])
-    problem = _unwritable_output_dir(argv)
-    if problem:
-        sys.stderr.write(f"error: output directory not writable: {problem}\n")
-        sys.exit(2)
-    sys.argv[1:] = argv
-    register_scenarios()
-    app = hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="peak")(_job)
-    app()
+    run_hydra("peak", _job)
     sys.exit(max(_exit_codes, default=0))
 
 
