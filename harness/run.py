@@ -27,7 +27,7 @@ from harness.loadgen.logs import DetailLog, PerformanceResult, parse_detail_log,
 from harness.loadgen.process import run_in_process
 from harness.redact import Redactor
 from harness.results import RunResult
-from harness.sut import SUT, Sample, SUTContext, build_sut
+from harness.sut import SUT, Sample, SUTContext, build_sut, check_sut
 
 if TYPE_CHECKING:
     from harness.loadgen.bridge import BridgeStats
@@ -173,7 +173,8 @@ def run_benchmark(config: HarnessConfig, output_dir: Path) -> RunResult:
     output_dir = prepare_output_dir(Path(output_dir))
     dataset = load_dataset(config.dataset)
     check_official(config, dataset)
-    build_samples(config.benchmark, dataset)  # template errors surface before LoadGen starts
+    samples = build_samples(config.benchmark, dataset)  # template errors surface before LoadGen starts
+    check_sut(config.sut, sut_context(config, samples))  # e.g. a wrong sut.model_path, in one line, now
     limits = lg_settings.latency_limits(config)
     plain = to_dict(config)  # secrets (sut.api_key, values of HF_TOKEN-like variables) masked
     (output_dir / CONFIG_FILE).write_text(json.dumps(Redactor.collect(plain).data(plain), indent=2) + "\n")

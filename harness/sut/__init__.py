@@ -54,6 +54,14 @@ def build_sut(config: SUTConfig, ctx: SUTContext) -> SUT:
     return cls.create(params, ctx)
 
 
+def check_sut(config: SUTConfig, ctx: SUTContext) -> None:
+    """Check ``sut.*`` before any LoadGen test starts: unknown keys, and whatever the adapter can
+    check without loading a model or calling a server (its optional ``check(params, ctx)``)."""
+    cls, params = _adapter(config)
+    if hasattr(cls, "check"):
+        cls.check(params, ctx)
+
+
 def build_tokenizer(config: SUTConfig, ctx: SUTContext) -> Tokenizer:
     """The tokenizer the SUT named by ``sut.name`` decodes with, e.g. to re-score a finished run.
 
@@ -71,4 +79,4 @@ def build_tokenizer(config: SUTConfig, ctx: SUTContext) -> Tokenizer:
 
 
 __all__ = ["SUT", "Completion", "Sample", "StreamingSUT", "SUTContext", "TokenStream", "Tokenizer", "build_sut",
-           "build_tokenizer", "supports_streaming"]
+           "build_tokenizer", "check_sut", "supports_streaming"]

@@ -292,6 +292,16 @@ class HFSUT:
                    draft_path=dpath)
 
     @classmethod
+    def check(cls, params: HFParams, ctx: SUTContext) -> None:
+        """What can be checked without loading anything (the run's preflight, in the parent
+        process): settings, and that the model and draft directories exist."""
+        _check(params, ctx.max_new_tokens)
+        cpu_threads(params)
+        if params.model_path is not None:
+            model_dir(params)
+        draft_dir(params)
+
+    @classmethod
     def load_tokenizer(cls, params: HFParams, ctx: SUTContext) -> HFTokenizer:
         """The tokenizer alone (no weights), e.g. to decode a finished run's accuracy log."""
         del ctx

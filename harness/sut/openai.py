@@ -124,6 +124,14 @@ class OpenAISUT:
         return sut
 
     @classmethod
+    def check(cls, params: OpenAIParams, ctx: SUTContext) -> None:
+        """The run's preflight (parent process): settings and the API key's variable; the server
+        itself is asked (GET /v1/models) when the SUT is created."""
+        if params.max_concurrency < 1:
+            raise ConfigError(f"sut.max_concurrency must be at least 1, got {params.max_concurrency}")
+        api_key(params)
+
+    @classmethod
     def load_tokenizer(cls, params: OpenAIParams, ctx: SUTContext) -> Any:
         return load_output_tokenizer(params.tokenizer_path, ctx.corpus)
 

@@ -61,3 +61,20 @@ def test_single_stream_reports_token_latencies(run):
     assert result.extra["samples_issued"]["performance"] >= 20
     assert 0 < result.ttft_ms.p50 < result.latency_ms.p50
     assert result.tokens_per_second > 0
+
+
+@pytest.mark.parametrize(("override", "error", "message"), [
+    ("sut.model_path={missing}", "ConfigError", "sut.model_path: no model directory at"),
+    ("sut.draft_model_path={missing}", "ConfigError", "sut.draft_model_path: no model directory at"),
+    ("sut.max_batch_size=0", "ConfigError", "sut.max_batch_size must be at least 1"),
+])
+def test_bad_sut_settings_fail_before_any_loadgen_test(make_config, tmp_path, override, error, message):
+    """The preflight in the parent names the key at once; no LoadGen process is started."""
+    from harness.errors import HarnessError
+    from harness.run import run_benchmark
+
+    config = make_config("sut=hf", "mode=performance", override.format(missing=tmp_path / "nowhere"))
+    with pytest.raises(HarnessError, match=message) as err:
+        run_benchmark(config, tmp_path / "run")
+    assert type(err.value).__name__ == error
+    assert not (tmp_path / "run" / "performance").exists()
