@@ -28,7 +28,6 @@ import shutil
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +36,7 @@ from typing import Any
 from harness.config import compose
 from harness.datasets import load_dataset
 from harness.datasets.prompts import build_samples
-from harness.sut.base import Sample
+from harness.sut.base import CollectingStream, Sample
 
 log = logging.getLogger("harness.bench.speculative")
 
@@ -51,25 +50,6 @@ class Round:
     tokens_per_second: float
     tokens: int
     outputs: tuple[tuple[int, ...], ...]
-
-
-class _Collect:
-    """A TokenStream that keeps the tokens and signals the end."""
-
-    def __init__(self) -> None:
-        self.tokens: list[int] = []
-        self.done = threading.Event()
-        self.error: BaseException | None = None
-
-    def emit(self, token_ids) -> None:
-        self.tokens.extend(token_ids)
-
-    def finish(self) -> None:
-        self.done.set()
-
-    def fail(self, error: BaseException) -> None:
-        self.error = error
-        self.done.set()
 
 
 def build_pair(out: Path, *, layers: int, draft_layers: int, hidden: int, damp: float, seed: int) -> tuple[Path, Path]:
@@ -116,7 +96,7 @@ def decode_all(decoder: Any, prompts: list[list[int]]) -> Round:
     outputs = []
     start = time.perf_counter()
     for ids in prompts:
-        stream = _Collect()
+        stream = CollectingStream()
         decoder.submit(ids, stream)
         if not stream.done.wait(600) or stream.error is not None:
             raise RuntimeError(f"decode failed: {stream.error or 'timed out'}")

@@ -7,6 +7,7 @@ used by Server and SingleStream), reporting tokens to a :class:`TokenStream` as 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -62,6 +63,26 @@ class TokenStream(Protocol):
     def finish(self) -> None: ...
 
     def fail(self, error: BaseException) -> None: ...
+
+
+class CollectingStream:
+    """A TokenStream that gathers one request's tokens and signals the end: for callers that want
+    the whole answer of a streaming path (a batch built on ``submit``, scripts, tests)."""
+
+    def __init__(self) -> None:
+        self.tokens: list[int] = []
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+
+    def emit(self, token_ids: Sequence[int]) -> None:
+        self.tokens.extend(token_ids)
+
+    def finish(self) -> None:
+        self.done.set()
+
+    def fail(self, error: BaseException) -> None:
+        self.error = error
+        self.done.set()
 
 
 @runtime_checkable

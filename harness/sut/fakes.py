@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import ConfigError
-from harness.sut.base import Completion, Sample, TokenStream
+from harness.sut.base import CollectingStream, Completion, Sample, TokenStream
 from harness.sut.tokenizer import WordTokenizer
 
 if TYPE_CHECKING:
@@ -235,23 +235,6 @@ class FailingSUT(EchoSUT):
             raise RuntimeError("failing SUT: refused a chosen sample")
 
 
-class _Collector:
-    """A TokenStream that gathers one request's tokens, for the batch (Offline) path."""
-
-    def __init__(self) -> None:
-        self.tokens: list[int] = []
-        self.done = threading.Event()
-
-    def emit(self, token_ids: Sequence[int]) -> None:
-        self.tokens.extend(token_ids)
-
-    def finish(self) -> None:
-        self.done.set()
-
-    def fail(self, error: BaseException) -> None:
-        self.done.set()
-
-
 class QueueSUT(EchoSUT):
     """Echo behind ``slots`` parallel slots with a FIFO queue: a server of known capacity."""
 
@@ -276,7 +259,7 @@ class QueueSUT(EchoSUT):
 
     def generate(self, batch: Sequence[Sample]) -> list[Completion]:
         # Offline goes through the same slots, so its throughput is the same capacity.
-        collectors = [_Collector() for _ in batch]
+        collectors = [CollectingStream() for _ in batch]
         for sample, collector in zip(batch, collectors, strict=True):
             self.submit(sample, collector)
         for collector in collectors:

@@ -5,13 +5,11 @@ Skipped (cleanly, at collection) where CUDA is not available.
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 import torch
 
 from harness.sut import SUTContext
-from harness.sut.base import Sample
+from harness.sut.base import CollectingStream, Sample
 from harness.sut.hf import HFSUT, HFParams
 from harness.sut.tiny_model import TinyRecipe, build_tiny_model
 
@@ -20,23 +18,6 @@ pytestmark = [pytest.mark.gpu,
 
 PROMPTS = ["The council met on Tuesday.", "Prices rose.",
            "A storm closed the harbour for two days, and the ferries stayed in port."]
-
-
-class Collect:
-    def __init__(self) -> None:
-        self.tokens: list[int] = []
-        self.done = threading.Event()
-        self.error: BaseException | None = None
-
-    def emit(self, token_ids) -> None:
-        self.tokens.extend(token_ids)
-
-    def finish(self) -> None:
-        self.done.set()
-
-    def fail(self, error: BaseException) -> None:
-        self.error = error
-        self.done.set()
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +34,7 @@ def samples() -> list[Sample]:
 
 
 def stream(sut: HFSUT, batch: list[Sample]) -> list[tuple[int, ...]]:
-    sinks = [Collect() for _ in batch]
+    sinks = [CollectingStream() for _ in batch]
     for s, sink in zip(batch, sinks, strict=True):
         sut.submit(s, sink)
     for sink in sinks:
