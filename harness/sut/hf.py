@@ -109,23 +109,23 @@ def model_dir(params: HFParams) -> Path:
         from harness.sut.tiny_model import TinyRecipe, ensure_tiny_model
 
         return ensure_tiny_model(TinyRecipe(seed=params.seed))
-    path = Path(params.model_path).expanduser()
-    if not path.is_dir():
-        raise ConfigError(f"sut.model_path: no model directory at {path}")
-    if not (path / "config.json").is_file():
-        raise SUTError(f"sut.model_path: {path} is not a Hugging Face model directory (no config.json)")
-    return path
+    return _local_model_dir(params.model_path, "sut.model_path")
 
 
 def draft_dir(params: HFParams) -> Path | None:
     """``sut.draft_model_path`` checked before any weights load, or None without a draft."""
     if params.draft_model_path is None:
         return None
-    path = Path(params.draft_model_path).expanduser()
+    return _local_model_dir(params.draft_model_path, "sut.draft_model_path")
+
+
+def _local_model_dir(value: str, key: str) -> Path:
+    """A Hugging Face model directory named by config ``key``; a one-line error naming the key."""
+    path = Path(value).expanduser()
     if not path.is_dir():
-        raise ConfigError(f"sut.draft_model_path: no model directory at {path}")
+        raise ConfigError(f"{key}: no model directory at {path}")
     if not (path / "config.json").is_file():
-        raise SUTError(f"sut.draft_model_path: {path} is not a Hugging Face model directory (no config.json)")
+        raise SUTError(f"{key}: {path} is not a Hugging Face model directory (no config.json)")
     return path
 
 
