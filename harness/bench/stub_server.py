@@ -11,6 +11,13 @@ each streamed request's arrival, first-chunk and last-chunk times (``time.perf_c
 CLOCK_MONOTONIC on Linux, comparable between processes), with what identifies it to a client: the
 prompt, the response ``id`` and the ``X-Request-ID`` header (AIPerf sends one).
 
+It is a measuring instrument, so it is written on bare asyncio protocols rather than a web
+framework: the arrival time is taken when the request's last byte is read off the socket (not
+when a framework's handler gets to it), and each chunk costs a timer callback and one socket
+write, so even 32 streams ticking together leave the loop free to read new requests at once.
+HTTP/1.1 only, as the OpenAI clients speak it: keep-alive, Content-Length request bodies, chunked
+streamed responses.
+
     python -m harness.bench.stub_server --port 0 --ttft-ms 20 --tpot-ms 5 --tokens 16
 """
 
@@ -24,8 +31,10 @@ import os
 import sys
 import time
 from dataclasses import dataclass
+from typing import Any
 
-from aiohttp import web
+MAX_HEAD = 64 * 1024  # bytes of request line + headers accepted
+MAX_BODY = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -39,89 +48,226 @@ class Script:
     model: str = "stub"
 
 
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    headers: dict[str, str]  # names in lower case
+    body: bytes
+    arrival: float  # perf_counter() when its last byte was read
+    keep_alive: bool
+
+
 class Stub:
+    """The script, the request counter and the per-request records, shared by all connections."""
+
     def __init__(self, script: Script) -> None:
         self.script = script
         self.count = itertools.count(1)
-        self.records: list[dict[str, float | int]] = []
+        self.records: list[dict[str, Any]] = []
 
-    def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_get("/v1/models", self.models)
-        app.router.add_get("/health", self.health)  # vLLM's liveness route; GuideLLM checks it first
-        app.router.add_get("/stats", self.stats)
-        app.router.add_post("/v1/completions", self.generate)
-        app.router.add_post("/v1/chat/completions", self.generate)
-        return app
 
-    async def models(self, request: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": [{"id": self.script.model, "object": "model"}]})
+class Connection(asyncio.Protocol):
+    """One client connection: parses requests, answers them one at a time (no pipelining)."""
 
-    async def health(self, request: web.Request) -> web.Response:
-        return web.Response()
+    def __init__(self, stub: Stub) -> None:
+        self.stub = stub
+        self.buf = b""
+        self.busy = False  # a response is under way; later bytes wait in ``buf``
+        self.timer: asyncio.TimerHandle | None = None
+        self.transport: asyncio.Transport | None = None
 
-    async def stats(self, request: web.Request) -> web.Response:
-        return web.json_response(self.records)
+    # -- asyncio.Protocol ------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
 
-    async def generate(self, request: web.Request) -> web.StreamResponse:
-        arrival = time.perf_counter()
-        s = self.script
-        n = next(self.count)
+    def data_received(self, data: bytes) -> None:
+        now = time.perf_counter()
+        self.buf += data
+        if not self.busy:
+            self._next(now)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+
+    # -- requests --------------------------------------------------------------------------
+    def _next(self, now: float) -> None:
+        request = self._parse(now)
+        if request is not None:
+            self.busy = True
+            self._dispatch(request)
+
+    def _parse(self, now: float) -> Request | None:
+        end = self.buf.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self.buf) > MAX_HEAD:
+                self._close_with(431, "request head too large")
+            return None
+        lines = self.buf[:end].decode("latin-1").split("\r\n")
+        try:
+            method, path, version = lines[0].split(" ", 2)
+            headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
+            length = int(headers.get("content-length", "0"))
+        except ValueError:
+            self._close_with(400, "malformed request head")
+            return None
+        if "chunked" in headers.get("transfer-encoding", "").lower() or not 0 <= length <= MAX_BODY:
+            self._close_with(411, "a Content-Length body is required")
+            return None
+        if len(self.buf) < end + 4 + length:
+            return None  # the rest of the body is still on its way
+        body = self.buf[end + 4:end + 4 + length]
+        self.buf = self.buf[end + 4 + length:]
+        conn = headers.get("connection", "").lower()
+        keep_alive = conn != "close" if version == "HTTP/1.1" else conn == "keep-alive"
+        return Request(method, path.split("?", 1)[0], headers, body, now, keep_alive)
+
+    def _dispatch(self, r: Request) -> None:
+        stub = self.stub
+        if r.method == "GET" and r.path == "/v1/models":
+            self._json(r, 200, {"object": "list", "data": [{"id": stub.script.model, "object": "model"}]})
+        elif r.method == "GET" and r.path == "/health":  # vLLM's liveness route; GuideLLM checks it first
+            self._json(r, 200, {})
+        elif r.method == "GET" and r.path == "/stats":
+            self._json(r, 200, stub.records)
+        elif r.method == "POST" and r.path in ("/v1/completions", "/v1/chat/completions"):
+            self._generate(r)
+        else:
+            self._json(r, 404, {"error": {"message": f"no route {r.method} {r.path}"}})
+
+    def _generate(self, r: Request) -> None:
+        s = self.stub.script
+        n = next(self.stub.count)
         if s.exit_after and n > s.exit_after:
             os._exit(1)  # a server that dies mid-run: every open connection drops
-        body = await request.json()
-        chat = request.path.endswith("chat/completions")
+        try:
+            body = json.loads(r.body)
+        except ValueError:
+            self._json(r, 400, {"error": {"message": "the body is not JSON"}})
+            return
+        chat = r.path.endswith("chat/completions")
         faulty = s.faults and s.fault_every and n % s.fault_every == 0
         fault = s.faults[(n // s.fault_every - 1) % len(s.faults)] if faulty else None
         if fault == "500":
-            return web.json_response({"error": {"message": "injected failure"}}, status=500)
+            self._json(r, 500, {"error": {"message": "injected failure"}})
+            return
         tokens = min(int(body.get("max_tokens") or s.tokens), s.tokens)
-        with_ids = bool(body.get("return_token_ids"))
-        if not body.get("stream"):
-            await asyncio.sleep(3600 if fault == "hang" else 0)
-            await asyncio.sleep((s.ttft_ms + (tokens - 1) * s.tpot_ms) / 1000)
-            text = "".join(f" t{i}" for i in range(tokens))
-            choice = {"index": 0, "finish_reason": "length",
-                      **({"message": {"role": "assistant", "content": text}} if chat else {"text": text})}
-            if with_ids:
-                choice["token_ids"] = list(range(100, 100 + tokens))
-            return web.json_response({**envelope(chat, n, s.model, stream=False), "choices": [choice],
-                                      "usage": {"completion_tokens": tokens}})
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await resp.prepare(request)
+        stream = Stream(self, r, body, n, chat, tokens, fault)
+        if body.get("stream"):
+            stream.begin()
+        elif fault != "hang":
+            self.timer = asyncio.get_running_loop().call_at(stream.due(tokens - 1), stream.whole)
 
-        head = envelope(chat, n, s.model, stream=True)
+    # -- responses -------------------------------------------------------------------------
+    def head(self, status: int, content_type: str, *, length: int | None, keep_alive: bool) -> bytes:
+        framing = f"Content-Length: {length}" if length is not None else "Transfer-Encoding: chunked"
+        return (f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}\r\nContent-Type: {content_type}\r\n"
+                f"{framing}\r\nConnection: {'keep-alive' if keep_alive else 'close'}\r\n\r\n").encode()
 
-        async def send(obj: dict) -> None:
-            await resp.write(b"data: " + json.dumps({**head, **obj}).encode() + b"\n\n")
+    def _json(self, r: Request, status: int, obj: Any) -> None:
+        payload = json.dumps(obj).encode()
+        assert self.transport is not None
+        self.transport.write(self.head(status, "application/json", length=len(payload), keep_alive=r.keep_alive)
+                             + payload)
+        self.done(r)
 
-        if chat:
-            await send({"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]})
-        if fault == "hang":
-            await asyncio.sleep(3600)
-        first = last = 0.0
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        for i in range(tokens):
-            if fault == "cut" and i == tokens // 2:
-                request.transport.close()  # no [DONE], no finish_reason: the stream is cut
-                return resp
-            due = start + (s.ttft_ms + i * s.tpot_ms) / 1000
-            if due > loop.time():
-                await asyncio.sleep(due - loop.time())
-            piece = {"delta": {"content": f" t{i}"}} if chat else {"text": f" t{i}"}
-            choice = {"index": 0, **piece, "finish_reason": "length" if i == tokens - 1 else None}
-            if with_ids:
-                choice["token_ids"] = [100 + i]
-            await send({"choices": [choice]})
-            last = time.perf_counter()
-            first = first or last
-        await send({"choices": [], "usage": {"completion_tokens": tokens}})
-        await resp.write(b"data: [DONE]\n\n")
-        prompt = body.get("prompt") if not chat else (body.get("messages") or [{}])[-1].get("content")
-        self.records.append({"arrival": arrival, "first": first, "last": last, "tokens": tokens, "prompt": prompt,
-                             "id": head["id"], "request_id": request.headers.get("X-Request-ID")})
-        return resp
+    def _close_with(self, status: int, message: str) -> None:
+        payload = json.dumps({"error": {"message": message}}).encode()
+        assert self.transport is not None
+        self.transport.write(self.head(status, "application/json", length=len(payload), keep_alive=False) + payload)
+        self.transport.close()
+
+    def done(self, r: Request) -> None:
+        """The response is complete: close, or take the next request already buffered."""
+        self.busy = False
+        self.timer = None
+        assert self.transport is not None
+        if not r.keep_alive:
+            self.transport.close()
+        elif self.buf:
+            self._next(time.perf_counter())
+
+
+class Stream:
+    """One generation: a timer callback per token, each one socket write."""
+
+    def __init__(self, conn: Connection, r: Request, body: dict, n: int, chat: bool, tokens: int,
+                 fault: str | None) -> None:
+        self.conn, self.r, self.chat, self.tokens, self.fault = conn, r, chat, tokens, fault
+        self.with_ids = bool(body.get("return_token_ids"))
+        self.envelope = envelope(chat, n, conn.stub.script.model, stream=bool(body.get("stream")))
+        self.prompt = (body.get("messages") or [{}])[-1].get("content") if chat else body.get("prompt")
+        self.i = 0
+        self.first = 0.0
+        assert conn.transport is not None
+        self.transport = conn.transport
+        # The schedule starts when the request arrived, in the loop's clock (also CLOCK_MONOTONIC).
+        self.start = asyncio.get_running_loop().time() - (time.perf_counter() - r.arrival)
+
+    def due(self, i: int) -> float:
+        s = self.conn.stub.script
+        return self.start + (s.ttft_ms + i * s.tpot_ms) / 1000
+
+    def text(self, i: int) -> str:
+        return f" t{i}"
+
+    def choice(self, i: int, piece: dict) -> dict:
+        c: dict[str, Any] = {"index": 0, **piece, "finish_reason": "length" if i == self.tokens - 1 else None}
+        if self.with_ids:
+            c["token_ids"] = [100 + i]
+        return c
+
+    def begin(self) -> None:
+        self.transport.write(self.conn.head(200, "text/event-stream", length=None, keep_alive=self.r.keep_alive))
+        if self.chat:
+            self.send({"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]})
+        if self.fault != "hang":
+            self.schedule()
+
+    def schedule(self) -> None:
+        self.conn.timer = asyncio.get_running_loop().call_at(self.due(self.i), self.tick)
+
+    def send(self, obj: dict) -> None:
+        self.chunk(b"data: " + json.dumps({**self.envelope, **obj}).encode() + b"\n\n")
+
+    def chunk(self, data: bytes) -> None:
+        self.transport.write(b"%x\r\n%s\r\n" % (len(data), data))
+
+    def tick(self) -> None:
+        i = self.i
+        if self.transport.is_closing():
+            return
+        if self.fault == "cut" and i == self.tokens // 2:
+            self.transport.close()  # no [DONE], no finish_reason, no last chunk: the stream is cut
+            return
+        piece = {"delta": {"content": self.text(i)}} if self.chat else {"text": self.text(i)}
+        self.send({"choices": [self.choice(i, piece)]})
+        last = time.perf_counter()
+        self.first = self.first or last
+        self.i += 1
+        if self.i < self.tokens:
+            self.schedule()
+            return
+        self.send({"choices": [], "usage": {"completion_tokens": self.tokens}})
+        self.chunk(b"data: [DONE]\n\n")
+        self.transport.write(b"0\r\n\r\n")
+        self.conn.stub.records.append({
+            "arrival": self.r.arrival, "first": self.first, "last": last, "tokens": self.tokens,
+            "prompt": self.prompt, "id": self.envelope["id"], "request_id": self.r.headers.get("x-request-id")})
+        self.conn.done(self.r)
+
+    def whole(self) -> None:
+        """The non-streamed answer, all at once when its last token is due."""
+        text = "".join(self.text(i) for i in range(self.tokens))
+        piece = {"message": {"role": "assistant", "content": text}} if self.chat else {"text": text}
+        self.conn._json(self.r, 200, {**self.envelope, "choices": [self.choice(self.tokens - 1, piece)],
+                                      "usage": {"completion_tokens": self.tokens}})
+
+
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 411: "Length Required",
+            431: "Request Header Fields Too Large", 500: "Internal Server Error"}
 
 
 def envelope(chat: bool, n: int, model: str, *, stream: bool) -> dict:
@@ -132,11 +278,10 @@ def envelope(chat: bool, n: int, model: str, *, stream: bool) -> dict:
 
 
 async def _serve(stub: Stub, host: str, port: int) -> None:
-    runner = web.AppRunner(stub.app(), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, host, port, backlog=1024).start()
-    print(f"stub: http://{host}:{runner.addresses[0][1]}/v1", flush=True)
-    await asyncio.Event().wait()
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: Connection(stub), host, port, backlog=1024)
+    print(f"stub: http://{host}:{server.sockets[0].getsockname()[1]}/v1", flush=True)
+    await server.serve_forever()
 
 
 def main() -> None:
