@@ -80,7 +80,7 @@ def prompt_text(config: ProvidersConfig) -> str:
 
 async def measure(endpoint: EndpointConfig, config: ProvidersConfig) -> dict[str, Any]:
     """``repetitions`` sequential streamed requests to one endpoint; its percentiles and errors."""
-    from harness.sut.openai_client import Endpoint, RequestError, request_body, send, session
+    from harness.sut.openai_client import Endpoint, RequestError, client, request_body, send
 
     key = None
     if endpoint.api_key_env:
@@ -91,7 +91,8 @@ async def measure(endpoint: EndpointConfig, config: ProvidersConfig) -> dict[str
     body = request_body(ep, prompt_text(config), max_tokens=config.max_tokens, stream=True,
                         ignore_eos=config.ignore_eos, extra=endpoint.extra_body)
     ttft, speed, e2e, tokens, errors = [], [], [], [], []
-    async with session(limit=1, connect_timeout_s=min(10.0, config.timeout_s), read_timeout_s=config.timeout_s) as s:
+    async with client(endpoint.base_url, limit=1, connect_timeout_s=min(10.0, config.timeout_s),
+                      read_timeout_s=config.timeout_s) as s:
         for _ in range(config.repetitions):
             try:
                 reply = await asyncio.wait_for(send(s, ep, body), config.timeout_s * 2)

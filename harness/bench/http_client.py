@@ -10,13 +10,18 @@ AIPerf and GuideLLM, each installed in its own virtual environment, are optional
 points (see ``harness.bench.reference_clients``).
 
 1. Fidelity: server TTFT 20 ms, 5 ms per token, 32 tokens, with 1 and 32 concurrent streams.
-   Per request: what the client reported minus the server's truth; p50 and p99 over requests.
+   Per request: what the client reported minus the server's truth; p50 and p99 over requests,
+   leaving out each run's first wave (as many requests as streams, all started at once: warm-up).
 2. Capacity: a zero-delay server, 64 concurrent streams of 64 tokens. Requests/s and streamed
    tokens/s from the server's own timestamps (first arrival to last chunk), and the client's CPU
    time per streamed token: the difference between a long and a short run (CPU of the process
    and its children, from wait4), so start-up costs (imports, tokenizers, datasets) cancel out.
 
-Clients and server share the machine (here: 2 noisy cores), so capacity figures are a floor.
+Placement: client and server run on the same machine, either on separate cores (``split``: the
+server on the last core, the client on the others, as if on two machines) or wherever the OS puts
+them (``shared``); by default every figure is measured both ways. Sharing two cores, a burst of
+32 chunks on one side delays the other side's reads; split, a core that sat idle takes longer to
+wake (a few hundred µs on this VM), which matters most at 1 stream. Capacity figures are a floor.
 """
 
 from __future__ import annotations
@@ -30,11 +35,12 @@ import tempfile
 import threading
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from harness.bench.reference_clients import CLIENTS, ClientRun, match, run
+from harness.bench.reference_clients import CLIENTS, ClientRun, match, pin, run
 from harness.sut import SUTContext
 from harness.sut.base import Sample
 from harness.sut.openai import OpenAIParams, OpenAISUT
@@ -91,9 +97,34 @@ def drive(url: str, streams: int, requests: int) -> list[dict]:
             for p, t in timed if t.end and t.error is None and t.first]
 
 
-def start_stub(*args: str) -> tuple[subprocess.Popen, str]:
+@dataclass(frozen=True)
+class Placement:
+    """Which cores the stub server and the client under test run on (None: wherever the OS likes)."""
+
+    server: frozenset[int] | None = None
+    client: frozenset[int] | None = None
+
+    @classmethod
+    def split(cls) -> Placement:
+        """The server on the last core, the client on the others, as if on two machines; shared
+        when there is only one core or no way to pin (not Linux)."""
+        cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+        return cls(frozenset(cores[-1:]), frozenset(cores[:-1])) if len(cores) >= 2 else cls()
+
+    def __str__(self) -> str:
+        if self.server is None:
+            return "client and server share all cores"
+        return f"server on core {_cores(self.server)}, client on core(s) {_cores(self.client)}"
+
+
+def _cores(cores: frozenset[int] | None) -> str:
+    return ",".join(map(str, sorted(cores or ())))
+
+
+def start_stub(*args: str, cores: frozenset[int] | None = None) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen([sys.executable, "-m", "harness.bench.stub_server", "--port", "0", *args],
                             stdout=subprocess.PIPE, text=True)
+    pin(proc.pid, cores)
     url = proc.stdout.readline().split()[-1]
     return proc, url
 
@@ -104,35 +135,40 @@ def server_records(url: str) -> list[dict]:
 
 
 def against_stub(client: str, exe: str, stub_args: list[str], *, streams: int, requests: int, tokens: int,
-                 tokenizer: Path, out: Path) -> tuple[ClientRun, list[dict]]:
+                 tokenizer: Path, out: Path, placement: Placement) -> tuple[ClientRun, list[dict]]:
     """One client run against a fresh stub; the run and the stub's records."""
-    proc, url = start_stub(*stub_args, "--tokens", str(tokens))
+    proc, url = start_stub(*stub_args, "--tokens", str(tokens), cores=placement.server)
     try:
         result = run(client, exe, url=url, streams=streams, requests=requests, tokens=tokens, tokenizer=tokenizer,
-                     out=out)
+                     out=out, cores=placement.client)
         return result, server_records(url)
     finally:
         proc.kill()
         proc.wait()
 
 
-def fidelity(client: str, exe: str, *, streams: int, requests: int, tokenizer: Path, out: Path) -> dict:
+def fidelity(client: str, exe: str, *, streams: int, requests: int, tokenizer: Path, out: Path,
+             placement: Placement) -> dict:
     result, server = against_stub(client, exe, ["--ttft-ms", "20", "--tpot-ms", "5"], streams=streams,
-                                  requests=requests, tokens=32, tokenizer=tokenizer, out=out)
-    pairs = match(result, server)
+                                  requests=requests, tokens=32, tokenizer=tokenizer, out=out, placement=placement)
+    # The first wave (``streams`` requests, in order of arrival) is warm-up, left out for every
+    # client: it starts together, so its first chunks all come due at once.
+    pairs = sorted(match(result, server), key=lambda pair: pair[1]["arrival"])[streams:]
     d_ttft = [m.ttft_s - (s["first"] - s["arrival"]) for m, s in pairs]
     d_tpot = [m.tpot_s - (s["last"] - s["first"]) / (s["tokens"] - 1) for m, s in pairs if m.tpot_s is not None]
     ms = lambda xs, q: float(np.percentile(xs, q) * 1000) if xs else float("nan")  # noqa: E731
-    return {"client": client, "streams": streams, "sent": requests, "matched": len(pairs), "rc": result.returncode,
+    return {"client": client, "streams": streams, "placement": str(placement), "sent": requests,
+            "measured": len(pairs), "rc": result.returncode,
             "ttft_err_ms": {"p50": ms(d_ttft, 50), "p99": ms(d_ttft, 99)},
             "tpot_err_ms": {"p50": ms(d_tpot, 50), "p99": ms(d_tpot, 99)}, "log": str(result.log)}
 
 
-def capacity(client: str, exe: str, *, streams: int, short: int, long: int, tokenizer: Path, out: Path) -> dict:
+def capacity(client: str, exe: str, *, streams: int, short: int, long: int, tokenizer: Path, out: Path,
+             placement: Placement) -> dict:
     runs = []
     for n in (short, long):
         result, server = against_stub(client, exe, [], streams=streams, requests=n, tokens=64, tokenizer=tokenizer,
-                                      out=out / f"n{n}")
+                                      out=out / f"n{n}", placement=placement)
         done = [s for _, s in match(result, server)]
         runs.append((result, done))
     (r_short, d_short), (r_long, d_long) = runs
@@ -141,7 +177,8 @@ def capacity(client: str, exe: str, *, streams: int, short: int, long: int, toke
     tokens_short, tokens_long = sum(s["tokens"] for s in d_short), sum(s["tokens"] for s in d_long)
     span = max(s["last"] for s in d_long) - min(s["arrival"] for s in d_long)  # server clock, seconds
     extra_tokens = tokens_long - tokens_short
-    return {"client": client, "streams": streams, "requests": len(d_long), "rc": r_long.returncode,
+    return {"client": client, "streams": streams, "placement": str(placement), "requests": len(d_long),
+            "rc": r_long.returncode,
             "requests_per_s": len(d_long) / span, "tokens_per_s": tokens_long / span,
             "cpu_us_per_token": (r_long.cpu_s - r_short.cpu_s) / extra_tokens * 1e6 if extra_tokens > 0 else None}
 
@@ -170,34 +207,44 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--streams", type=int, default=64, help="concurrent streams of the capacity runs")
     ap.add_argument("--json", type=Path, help="also write every figure to this file")
     ap.add_argument("--skip", choices=("fidelity", "capacity"), action="append", default=[])
+    ap.add_argument("--placement", choices=("both", "split", "shared"), default="both",
+                    help="split: the server on the last core, the client on the others, as if on two machines; "
+                         "shared: both wherever the OS puts them; both (default): every measurement each way")
     a = ap.parse_args(argv)
     from harness.sut.tiny_model import ensure_tiny_model
 
     clients = [("harness", sys.executable)] + [(c, getattr(a, c)) for c in CLIENTS[1:] if getattr(a, c)]
     tokenizer = ensure_tiny_model()  # AIPerf/GuideLLM need a local tokenizer for their synthetic prompts
-    n = 100 if a.quick else 300
+    n = 200 if a.quick else 600
     report: dict[str, list] = {"fidelity": [], "capacity": []}
-    print(f"machine: {os.cpu_count()} cores; clients and server on it")
+    placements = {"split": [Placement.split()], "shared": [Placement()],
+                  "both": [Placement.split(), Placement()]}[a.placement]
+    print(f"machine: {os.cpu_count()} cores; fidelity: each run's first wave (as many requests as "
+          "streams) is warm-up, left out for every client")
     with tempfile.TemporaryDirectory(prefix="http-client-bench-") as tmp:
-        for streams in (1, 32) if "fidelity" not in a.skip else ():
-            for client, exe in clients:
-                r = fidelity(client, exe, streams=streams, requests=n if streams > 1 else n // 3, tokenizer=tokenizer,
-                             out=Path(tmp) / f"fid{streams}-{client}")
-                report["fidelity"].append(r)
-                print(f"fidelity  {client:<8} {streams:>2} streams, {r['matched']}/{r['sent']} requests "
-                      f"(server: TTFT 20 ms, TPOT 5 ms, 32 tokens): client - server TTFT p50 "
-                      f"{r['ttft_err_ms']['p50']:+.2f} ms p99 {r['ttft_err_ms']['p99']:+.2f} ms; TPOT p50 "
-                      f"{r['tpot_err_ms']['p50']:+.3f} ms p99 {r['tpot_err_ms']['p99']:+.3f} ms"
-                      + ("" if r["rc"] == 0 else f"  [exit {r['rc']}, see {r['log']}]"), flush=True)
-        short, long = (200, 1000) if a.quick else (500, 3000)
-        for client, exe in clients if "capacity" not in a.skip else ():
-            c = capacity(client, exe, streams=a.streams, short=short, long=long, tokenizer=tokenizer,
-                         out=Path(tmp) / f"cap-{client}")
-            report["capacity"].append(c)
-            cpu = "-" if c["cpu_us_per_token"] is None else f"{c['cpu_us_per_token']:.1f} us/token"
-            print(f"capacity  {client:<8} zero-delay server, {c['streams']} streams of 64 tokens, {c['requests']} "
-                  f"requests: {c['requests_per_s']:,.0f} requests/s, {c['tokens_per_s']:,.0f} streamed tokens/s, "
-                  f"client CPU {cpu}", flush=True)
+        for placement in placements:
+            print(f"placement: {placement}", flush=True)
+            where = "split" if placement.server else "shared"
+            for streams in (1, 32) if "fidelity" not in a.skip else ():
+                for client, exe in clients:
+                    r = fidelity(client, exe, streams=streams, requests=n if streams > 1 else n // 2,
+                                 tokenizer=tokenizer, out=Path(tmp) / f"fid{streams}-{client}-{where}",
+                                 placement=placement)
+                    report["fidelity"].append(r)
+                    print(f"fidelity  {client:<8} {streams:>2} streams, {r['measured']}/{r['sent']} requests "
+                          f"(server: TTFT 20 ms, TPOT 5 ms, 32 tokens): client - server TTFT p50 "
+                          f"{r['ttft_err_ms']['p50']:+.2f} ms p99 {r['ttft_err_ms']['p99']:+.2f} ms; TPOT p50 "
+                          f"{r['tpot_err_ms']['p50']:+.3f} ms p99 {r['tpot_err_ms']['p99']:+.3f} ms"
+                          + ("" if r["rc"] == 0 else f"  [exit {r['rc']}, see {r['log']}]"), flush=True)
+            short, long = (200, 1000) if a.quick else (500, 3000)
+            for client, exe in clients if "capacity" not in a.skip else ():
+                c = capacity(client, exe, streams=a.streams, short=short, long=long, tokenizer=tokenizer,
+                             out=Path(tmp) / f"cap-{client}-{where}", placement=placement)
+                report["capacity"].append(c)
+                cpu = "-" if c["cpu_us_per_token"] is None else f"{c['cpu_us_per_token']:.1f} us/token"
+                print(f"capacity  {client:<8} zero-delay server, {c['streams']} streams of 64 tokens, "
+                      f"{c['requests']} requests: {c['requests_per_s']:,.0f} requests/s, "
+                      f"{c['tokens_per_s']:,.0f} streamed tokens/s, client CPU {cpu}", flush=True)
     if a.json:
         a.json.write_text(json.dumps(report, indent=2) + "\n")
 

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,9 +99,16 @@ def read(client: str, out: Path) -> tuple[Measured, ...]:
     raise ValueError(f"unknown client {client!r}")
 
 
+def pin(pid: int, cores: AbstractSet[int] | None) -> None:
+    """Keep a just-started process (and the threads and processes it starts) on ``cores``."""
+    if cores:
+        os.sched_setaffinity(pid, cores)
+
+
 def run(client: str, exe: str, *, url: str, streams: int, requests: int, tokens: int, tokenizer: Path,
-        out: Path, timeout_s: float = 600) -> ClientRun:
-    """Run one client to completion; CPU time comes from wait4 (the process and its reaped children)."""
+        out: Path, timeout_s: float = 600, cores: AbstractSet[int] | None = None) -> ClientRun:
+    """Run one client to completion, on ``cores`` when given; CPU time comes from wait4 (the process
+    and its reaped children)."""
     out.mkdir(parents=True, exist_ok=True)
     log = out / f"{client}.log"
     cmd = command(client, exe, url=url, streams=streams, requests=requests, tokens=tokens, tokenizer=tokenizer,
@@ -113,6 +121,7 @@ def run(client: str, exe: str, *, url: str, streams: int, requests: int, tokens:
     t0 = time.perf_counter()
     with log.open("w") as sink:
         proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT, cwd=out, env=env)
+        pin(proc.pid, cores)
         deadline = t0 + timeout_s
         while True:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)

@@ -12,9 +12,11 @@ CLOCK_MONOTONIC on Linux, comparable between processes), with what identifies it
 prompt, the response ``id`` and the ``X-Request-ID`` header (AIPerf sends one).
 
 It is a measuring instrument, so it is written on bare asyncio protocols rather than a web
-framework: the arrival time is taken when the request's last byte is read off the socket (not
-when a framework's handler gets to it), and each chunk costs a timer callback and one socket
-write, so even 32 streams ticking together leave the loop free to read new requests at once.
+framework: the arrival time is taken when the request is read off the socket (not when a
+framework's handler gets to it), and each chunk costs a timer callback and one socket write.
+When many streams tick together, the loop is busy with their chunks for a while; idle keep-alive
+connections are polled before each chunk, so a request that arrives then is stamped when it came,
+not when the loop gets to it: the server's own lateness is not counted against the client.
 HTTP/1.1 only, as the OpenAI clients speak it: keep-alive, Content-Length request bodies, chunked
 streamed responses.
 
@@ -28,6 +30,7 @@ import asyncio
 import itertools
 import json
 import os
+import select
 import sys
 import time
 from dataclasses import dataclass
@@ -65,6 +68,30 @@ class Stub:
         self.script = script
         self.count = itertools.count(1)
         self.records: list[dict[str, Any]] = []
+        # Idle keep-alive connections, polled before each chunk is sent: a request that reaches one
+        # while the loop is busy sending other streams' chunks is stamped then, not after the burst.
+        self.poller = select.poll()
+        self.waiting: dict[int, Connection] = {}
+
+    def watch(self, conn: Connection) -> None:
+        if conn.fd >= 0 and conn.fd not in self.waiting:
+            self.waiting[conn.fd] = conn
+            self.poller.register(conn.fd, select.POLLIN)
+
+    def unwatch(self, conn: Connection) -> None:
+        if self.waiting.pop(conn.fd, None) is not None:
+            self.poller.unregister(conn.fd)
+
+    def stamp(self) -> None:
+        """Note the time on every idle connection that has bytes waiting (one poll(2), no wait)."""
+        if not self.waiting:
+            return
+        now = time.perf_counter()
+        for fd, _ in self.poller.poll(0):
+            conn = self.waiting.pop(fd, None)
+            if conn is not None:
+                self.poller.unregister(fd)
+                conn.seen = now
 
 
 class Connection(asyncio.Protocol):
@@ -76,19 +103,27 @@ class Connection(asyncio.Protocol):
         self.busy = False  # a response is under way; later bytes wait in ``buf``
         self.timer: asyncio.TimerHandle | None = None
         self.transport: asyncio.Transport | None = None
+        self.fd = -1
+        self.seen = 0.0  # when Stub.stamp saw this idle connection's next request waiting
 
     # -- asyncio.Protocol ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        sock = transport.get_extra_info("socket")
+        self.fd = sock.fileno() if sock is not None else -1
 
     def data_received(self, data: bytes) -> None:
         now = time.perf_counter()
+        if self.seen:
+            now, self.seen = min(now, self.seen), 0.0
+        self.stub.unwatch(self)
         self.buf += data
         if not self.busy:
             self._next(now)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.stub.unwatch(self)
         if self.timer is not None:
             self.timer.cancel()
 
@@ -188,6 +223,8 @@ class Connection(asyncio.Protocol):
             self.transport.close()
         elif self.buf:
             self._next(time.perf_counter())
+        else:
+            self.stub.watch(self)
 
 
 class Stream:
@@ -222,37 +259,42 @@ class Stream:
     def begin(self) -> None:
         self.transport.write(self.conn.head(200, "text/event-stream", length=None, keep_alive=self.r.keep_alive))
         if self.chat:
-            self.send({"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]})
+            self.transport.write(self.event({"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}))
         if self.fault != "hang":
             self.schedule()
 
     def schedule(self) -> None:
         self.conn.timer = asyncio.get_running_loop().call_at(self.due(self.i), self.tick)
 
-    def send(self, obj: dict) -> None:
-        self.chunk(b"data: " + json.dumps({**self.envelope, **obj}).encode() + b"\n\n")
-
-    def chunk(self, data: bytes) -> None:
-        self.transport.write(b"%x\r\n%s\r\n" % (len(data), data))
+    def event(self, obj: dict) -> bytes:
+        """One SSE event carrying ``obj``, framed as one HTTP chunk."""
+        return chunk(b"data: " + json.dumps({**self.envelope, **obj}).encode() + b"\n\n")
 
     def tick(self) -> None:
-        i = self.i
-        if self.transport.is_closing():
-            return
-        if self.fault == "cut" and i == self.tokens // 2:
-            self.transport.close()  # no [DONE], no finish_reason, no last chunk: the stream is cut
-            return
-        piece = {"delta": {"content": self.text(i)}} if self.chat else {"text": self.text(i)}
-        self.send({"choices": [self.choice(i, piece)]})
-        last = time.perf_counter()
-        self.first = self.first or last
-        self.i += 1
-        if self.i < self.tokens:
-            self.schedule()
-            return
-        self.send({"choices": [], "usage": {"completion_tokens": self.tokens}})
-        self.chunk(b"data: [DONE]\n\n")
-        self.transport.write(b"0\r\n\r\n")
+        """Send every token now due (one write each); then wait for the next, or end the stream."""
+        self.conn.stub.stamp()
+        loop = asyncio.get_running_loop()
+        while True:
+            i = self.i
+            if self.transport.is_closing():
+                return
+            if self.fault == "cut" and i == self.tokens // 2:
+                self.transport.close()  # no [DONE], no finish_reason, no last chunk: the stream is cut
+                return
+            piece = {"delta": {"content": self.text(i)}} if self.chat else {"text": self.text(i)}
+            data = self.event({"choices": [self.choice(i, piece)]})
+            self.i += 1
+            if self.i == self.tokens:  # the usage chunk, [DONE] and the end of the body go with the last token
+                data += (self.event({"choices": [], "usage": {"completion_tokens": self.tokens}})
+                         + chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n")
+            last = time.perf_counter()  # as the chunk goes to the kernel: the receiver may run before write returns
+            self.transport.write(data)
+            self.first = self.first or last
+            if self.i == self.tokens:
+                break
+            if self.due(self.i) > loop.time():
+                self.schedule()
+                return
         self.conn.stub.records.append({
             "arrival": self.r.arrival, "first": self.first, "last": last, "tokens": self.tokens,
             "prompt": self.prompt, "id": self.envelope["id"], "request_id": self.r.headers.get("x-request-id")})
@@ -268,6 +310,10 @@ class Stream:
 
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 411: "Length Required",
             431: "Request Header Fields Too Large", 500: "Internal Server Error"}
+
+
+def chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
 
 
 def envelope(chat: bool, n: int, model: str, *, stream: bool) -> dict:

@@ -33,7 +33,7 @@ REGISTRY: dict[str, tuple[str, str, str]] = {
     "null": ("harness.sut.fakes", "NullParams", "NullSUT"),
     "queue": ("harness.sut.fakes", "QueueParams", "QueueSUT"),  # known capacity: slots / service time
     "hf": ("harness.sut.hf", "HFParams", "HFSUT"),  # torch/transformers: imported only when chosen
-    "openai": ("harness.sut.openai", "OpenAIParams", "OpenAISUT"),  # any OpenAI-compatible server (aiohttp)
+    "openai": ("harness.sut.openai", "OpenAIParams", "OpenAISUT"),  # any OpenAI-compatible server (HTTP/1.1)
 }
 
 

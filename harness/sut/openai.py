@@ -1,9 +1,11 @@
 """``sut=openai``: any OpenAI-compatible server (vLLM, SGLang, TGI, TensorRT-LLM, llama.cpp, hosted APIs).
 
-One asyncio loop on a background thread owns a pooled aiohttp session; ``submit`` (Server,
-SingleStream) and ``generate`` (Offline) only schedule coroutines on it. A semaphore bounds the
-requests in flight (``sut.max_concurrency``); LoadGen's clock starts at the query's scheduled
-time, so time spent waiting for it is counted in TTFT, not hidden.
+One asyncio loop on a background thread owns a pooled HTTP client (``harness.sut.http1``);
+``submit`` (Server, SingleStream) and ``generate`` (Offline) only schedule coroutines on it. The
+pool's ``sut.max_concurrency`` connections bound the requests in flight, later ones wait in its
+queue; LoadGen's clock starts at the query's scheduled time, so that wait is counted in TTFT, not
+hidden. The preflight also opens the pool's connections, so the first queries of a run do not
+pay for TCP (and TLS) set-up that later ones do not.
 
 Failure policy: no retries. A failed request (HTTP error, cut stream, read timeout, lost server)
 is a completed-with-error sample, counted by the bridge, whose ``run.max_errors`` then fails the
@@ -22,16 +24,16 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
 
 from harness.errors import ConfigError, SUTError
 from harness.sut.base import Completion, Sample, TokenStream
-from harness.sut.openai_client import Endpoint, Reply, RequestError, list_models, request_body, send, session
+from harness.sut.openai_client import Endpoint, Reply, RequestError, client, list_models, request_body, send, start
 from harness.sut.openai_tokens import load_output_tokenizer
 
 if TYPE_CHECKING:
-    import aiohttp
-
     from harness.sut import SUTContext
+    from harness.sut.http1 import Client
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +84,12 @@ def api_key(params: OpenAIParams, environ: Mapping[str, str] | None = None) -> s
     return key
 
 
+def _check_url(base_url: str) -> None:
+    u = urlsplit(base_url)
+    if u.scheme not in ("http", "https") or not u.hostname:
+        raise ConfigError(f"sut.base_url={base_url}: not an http:// or https:// URL")
+
+
 class OpenAISUT:
     """The SUT protocol over HTTP; thread-safe, all I/O on one event loop."""
 
@@ -94,6 +102,7 @@ class OpenAISUT:
             raise ConfigError(f"sut.max_concurrency must be at least 1, got {params.max_concurrency}")
         if max_new_tokens < 1:
             raise ConfigError(f"benchmark.max_new_tokens must be at least 1, got {max_new_tokens}")
+        _check_url(params.base_url)
         self.params = params
         self.tokenizer = tokenizer
         self.max_new_tokens = max_new_tokens
@@ -103,10 +112,8 @@ class OpenAISUT:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="openai-client", daemon=True)
         self._thread.start()
-        self._session: aiohttp.ClientSession | None = None
-        self._sem: asyncio.Semaphore | None = None
-        self._call(self._open())
         self.endpoint = Endpoint(params.base_url, params.model or "", params.api, key)
+        self._client: Client = self._call(self._open())
 
     @classmethod
     def create(cls, params: OpenAIParams, ctx: SUTContext) -> OpenAISUT:
@@ -129,6 +136,7 @@ class OpenAISUT:
         itself is asked (GET /v1/models) when the SUT is created."""
         if params.max_concurrency < 1:
             raise ConfigError(f"sut.max_concurrency must be at least 1, got {params.max_concurrency}")
+        _check_url(params.base_url)
         api_key(params)
 
     @classmethod
@@ -138,9 +146,8 @@ class OpenAISUT:
     def preflight(self) -> None:
         """GET /v1/models: SUTError (one line) when the server is down or lacks ``sut.model``."""
         p = self.params
-        headers = {"Authorization": f"Bearer {self._key}"} if self._key else {}
         try:
-            models = self._call(list_models(self._session, p.base_url, headers),
+            models = self._call(list_models(self._client, self.endpoint),
                                 timeout=p.connect_timeout_s + p.read_timeout_s + 1)
         except RequestError as exc:
             raise SUTError(f"sut.base_url={p.base_url}: {exc}") from None
@@ -151,13 +158,17 @@ class OpenAISUT:
         elif p.model not in models:
             raise SUTError(f"sut.model={p.model} is not served by {p.base_url} (it serves: "
                            f"{', '.join(models[:10]) or 'nothing'})")
+        opened = self._call(self._client.warm(p.max_concurrency), timeout=p.connect_timeout_s + 1)
+        log.debug("sut=openai: %d connections open", opened)
 
     # -- the SUT protocol ------------------------------------------------------------------
     def load(self, samples: Sequence[Sample]) -> None:
         del samples  # the server tokenizes its own prompts
 
     def submit(self, sample: Sample, stream: TokenStream) -> None:
-        asyncio.run_coroutine_threadsafe(self._stream(sample, stream), self._loop)
+        # A plain callback, not a coroutine, run before the next chunk the loop handles: the
+        # request is written at once, not after the other streams' chunks (TTFT fidelity).
+        self._client.call_soon_threadsafe(self._stream, sample, stream)
 
     def generate(self, batch: Sequence[Sample]) -> list[Completion]:
         return self._call(self._batch(batch))
@@ -186,15 +197,13 @@ class OpenAISUT:
     def _call(self, coro: Any, timeout: float | None = None) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
-    async def _open(self) -> None:
+    async def _open(self) -> Client:
         p = self.params
-        self._session = session(limit=p.max_concurrency, connect_timeout_s=p.connect_timeout_s,
-                                read_timeout_s=p.read_timeout_s)
-        self._sem = asyncio.Semaphore(p.max_concurrency)
+        return client(p.base_url, limit=p.max_concurrency, connect_timeout_s=p.connect_timeout_s,
+                      read_timeout_s=p.read_timeout_s)
 
     async def _close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        await self._client.close()
 
     def _body(self, sample: Sample, stream: bool) -> dict[str, Any]:
         p = self.params
@@ -202,17 +211,16 @@ class OpenAISUT:
                             ignore_eos=p.ignore_eos, min_tokens=p.min_tokens, return_token_ids=p.return_token_ids,
                             extra=p.extra_body)
 
-    async def _request(self, sample: Sample, stream: bool, on_delta: Any = None) -> Reply:
-        assert self._sem is not None and self._session is not None
+    async def _request(self, sample: Sample, stream: bool) -> Reply:
         self.counts.requests += 1
-        async with self._sem:
-            try:
-                return await send(self._session, self.endpoint, self._body(sample, stream), on_delta)
-            except RequestError:
-                self.counts.errors += 1
-                raise
+        try:
+            return await send(self._client, self.endpoint, self._body(sample, stream))
+        except RequestError:
+            self.counts.errors += 1
+            raise
 
-    async def _stream(self, sample: Sample, stream: TokenStream) -> None:
+    def _stream(self, sample: Sample, stream: TokenStream) -> None:
+        """One streamed request, on the loop's thread; tokens go to ``stream`` as chunks arrive."""
         first: list[int] = []  # what was emitted as the first token, when counting client-side
 
         def on_delta(text: str, ids: list[int] | None) -> None:
@@ -224,17 +232,28 @@ class OpenAISUT:
                 first.extend(self.tokenizer.encode(text)[:1])
                 stream.emit(first)
 
+        def on_done(reply: Reply | None, error: RequestError | None) -> None:
+            if error is not None or reply is None:
+                self.counts.errors += 1
+                stream.fail(error or RequestError("no reply"))
+                return
+            try:
+                ids = self._output_ids(reply)
+                if reply.token_ids is None:
+                    if first and ids[:1] != first:
+                        self.counts.first_token_retokenized += 1
+                    stream.emit(ids[1:] if first else ids)
+            except Exception as exc:
+                stream.fail(exc)
+                return
+            stream.finish()
+
+        self.counts.requests += 1
         try:
-            reply = await self._request(sample, True, on_delta)
-        except Exception as exc:
+            start(self._client, self.endpoint, self._body(sample, True), on_delta, on_done)
+        except Exception as exc:  # e.g. a body json cannot encode: the sample fails, the run goes on
+            self.counts.errors += 1
             stream.fail(exc)
-            return
-        ids = self._output_ids(reply)
-        if reply.token_ids is None:
-            if first and ids[:1] != first:
-                self.counts.first_token_retokenized += 1
-            stream.emit(ids[1:] if first else ids)
-        stream.finish()
 
     async def _batch(self, batch: Sequence[Sample]) -> list[Completion]:
         stream = self.params.stream_offline

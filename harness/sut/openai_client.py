@@ -1,4 +1,4 @@
-"""The HTTP side of ``sut=openai``: request bodies, SSE parsing and one timed request (aiohttp).
+"""The HTTP side of ``sut=openai``: request bodies, SSE parsing and one timed request (``http1``).
 
 Free of LoadGen and of the SUT protocol, so ``harness-providers`` and the client benchmark time
 requests with exactly the code the SUT uses. Times are ``time.perf_counter()`` seconds.
@@ -6,13 +6,15 @@ requests with exactly the code the SUT uses. Times are ``time.perf_counter()`` s
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-import aiohttp
+from harness.sut import http1
 
 Api = Literal["completions", "chat"]
 # Chat deltas: the answer, and the reasoning of reasoning models (vLLM/SGLang: reasoning_content,
@@ -38,8 +40,17 @@ class Endpoint:
         return f"{self.base_url.rstrip('/')}/{'chat/completions' if self.api == 'chat' else 'completions'}"
 
     @property
+    def base_path(self) -> str:
+        return urlsplit(self.base_url).path.rstrip("/")
+
+    @property
+    def path(self) -> str:
+        return f"{self.base_path}/{'chat/completions' if self.api == 'chat' else 'completions'}"
+
+    @property
     def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        auth = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        return {"Content-Type": "application/json", "Accept": "application/json, text/event-stream", **auth}
 
 
 def request_body(endpoint: Endpoint, prompt: str, *, max_tokens: int, stream: bool, ignore_eos: bool = False,
@@ -115,87 +126,133 @@ def _take(reply: Reply, obj: Mapping[str, Any], api: Api, on_delta: OnDelta | No
             reply.finish_reason = choice["finish_reason"]
 
 
-async def _raise_for_status(resp: aiohttp.ClientResponse) -> None:
-    if resp.status != 200:
-        detail = (await resp.content.read(300)).decode("utf-8", "replace").strip().replace("\n", " ")
-        raise RequestError(f"HTTP {resp.status}: {detail[:200]}")
+class _SSE:
+    """Server-sent events, fed as bytes arrive: each ``data:`` object is folded into the reply."""
+
+    __slots__ = ("reply", "api", "on_delta", "rest", "done")
+
+    def __init__(self, reply: Reply, api: Api, on_delta: OnDelta | None) -> None:
+        self.reply, self.api, self.on_delta = reply, api, on_delta
+        self.rest = b""  # an incomplete line waits for more bytes
+        self.done = False  # data: [DONE] came
+
+    def feed(self, data: bytes) -> None:
+        if self.done:
+            return
+        lines = (self.rest + data).split(b"\n") if self.rest else data.split(b"\n")
+        self.rest = lines.pop()
+        for line in lines:
+            if not line.startswith(b"data:"):  # SSE comments, event names, blank separators
+                continue
+            payload = line[5:].strip()
+            if payload == b"[DONE]":
+                self.done = True
+                return
+            _take(self.reply, _decode(payload), self.api, self.on_delta)
 
 
-async def send(session: aiohttp.ClientSession, endpoint: Endpoint, body: Mapping[str, Any],
-               on_delta: OnDelta | None = None) -> Reply:
-    """One request, streamed (SSE) when ``body["stream"]``; RequestError on any failure.
+_decoder = json.JSONDecoder()
+
+
+def _decode(payload: bytes) -> Any:
+    # raw_decode skips json.loads' type checks and whitespace pass: a few µs per chunk, 32 streams at a time
+    return _decoder.raw_decode(payload.decode())[0]
+
+
+OnReply = Callable[["Reply | None", "RequestError | None"], None]
+
+
+def start(client: http1.Client, endpoint: Endpoint, body: Mapping[str, Any], on_delta: OnDelta | None,
+          on_done: OnReply) -> None:
+    """Send one request from the loop's thread, written at once when a pooled connection is free;
+    streamed (SSE) when ``body["stream"]``. ``on_done(reply, None)`` or ``on_done(None, error)``
+    comes once, on the loop's thread.
 
     A stream counts as complete on ``data: [DONE]`` or a finish_reason; a connection that ends
     before either is an error (a cut stream must not pass as a short answer).
     """
     reply = Reply(t_start=time.perf_counter())
-    api = endpoint.api
-    try:
-        async with session.post(endpoint.url, json=body, headers=endpoint.headers) as resp:
-            await _raise_for_status(resp)
-            if not body.get("stream"):
-                _take(reply, await resp.json(content_type=None), api, on_delta)
-            else:
-                done = False
-                rest = b""
-                # Whatever bytes arrived, split into lines here: aiohttp's line iterator costs about
-                # as much CPU per chunk as all the rest of the client (profiled at 64 streams).
-                async for data in resp.content.iter_any():
-                    lines = (rest + data).split(b"\n")
-                    rest = lines.pop()  # an incomplete line waits for more bytes
-                    for line in lines:
-                        if not line.startswith(b"data:"):  # SSE comments, event names, blank separators
-                            continue
-                        payload = line[5:].strip()
-                        if payload == b"[DONE]":
-                            done = True
-                            break
-                        _take(reply, json.loads(payload.decode()), api, on_delta)
-                    if done:
-                        break
-                if not done and reply.finish_reason is None:
-                    raise RequestError("stream ended before [DONE] or a finish_reason (cut mid-way)")
-    except RequestError:
-        raise
-    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-        raise RequestError("read timeout: no data from the server within sut.read_timeout_s") from exc
-    except aiohttp.ClientConnectorError as exc:
-        raise RequestError(f"cannot connect to {exc.host}:{exc.port} ({exc.strerror or exc.os_error})") from exc
-    except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as exc:
-        raise RequestError(f"connection lost mid-response ({type(exc).__name__})") from exc
-    except aiohttp.ClientError as exc:
-        raise RequestError(f"{type(exc).__name__}: {str(exc)[:200]}") from exc
-    except ValueError as exc:  # JSON
-        raise RequestError(f"malformed response: {str(exc)[:200]}") from exc
-    reply.t_end = time.perf_counter()
-    return reply
+    sse = _SSE(reply, endpoint.api, on_delta) if body.get("stream") else None
+
+    def done(resp: http1.Response | None, error: BaseException | None) -> None:
+        try:
+            if error is not None:
+                raise error
+            assert resp is not None
+            _raise_for_status(resp)
+            if sse is None:
+                _take(reply, json.loads(resp.body), endpoint.api, on_delta)
+            elif not sse.done and reply.finish_reason is None:
+                raise RequestError("stream ended before [DONE] or a finish_reason (cut mid-way)")
+        except Exception as exc:
+            on_done(None, request_error(exc))
+            return
+        reply.t_end = time.perf_counter()
+        on_done(reply, None)
+
+    client.start("POST", endpoint.path, headers=endpoint.headers, body=json.dumps(body).encode(),
+                 on_body=sse.feed if sse is not None else None, on_done=done)
 
 
-async def list_models(session: aiohttp.ClientSession, base_url: str, headers: Mapping[str, str]) -> list[str]:
+def request_error(exc: BaseException) -> RequestError:
+    """Any failure of a request as one short line."""
+    if isinstance(exc, RequestError):
+        return exc
+    if isinstance(exc, http1.ReadTimeout):
+        return RequestError("read timeout: no data from the server within sut.read_timeout_s")
+    if isinstance(exc, http1.HTTPError):  # connect errors, lost connections, malformed HTTP
+        return RequestError(str(exc)[:300])
+    if isinstance(exc, ValueError):  # JSON
+        return RequestError(f"malformed response: {str(exc)[:200]}")
+    return RequestError(f"{type(exc).__name__}: {str(exc)[:200]}")
+
+
+async def send(client: http1.Client, endpoint: Endpoint, body: Mapping[str, Any],
+               on_delta: OnDelta | None = None) -> Reply:
+    """``start``, awaited: the reply, or RequestError."""
+    future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+
+    def done(reply: Reply | None, error: RequestError | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(reply)
+
+    start(client, endpoint, body, on_delta, done)
+    return await future
+
+
+def _raise_for_status(resp: http1.Response) -> None:
+    if resp.status != 200:
+        detail = resp.body[:300].decode("utf-8", "replace").strip().replace("\n", " ")
+        raise RequestError(f"HTTP {resp.status}: {detail[:200]}")
+
+
+async def list_models(client: http1.Client, endpoint: Endpoint) -> list[str]:
     """GET /v1/models: the model ids the server serves; RequestError names what went wrong."""
-    url = f"{base_url.rstrip('/')}/models"
+    url = f"{endpoint.base_url.rstrip('/')}/models"
     try:
-        async with session.get(url, headers=headers) as resp:
-            if resp.status in (401, 403):
-                raise RequestError(f"GET {url}: HTTP {resp.status}, the server refused the API key "
-                                   "(check the variable named by sut.api_key_env)")
-            await _raise_for_status(resp)
-            data = await resp.json(content_type=None)
+        resp = await client.request("GET", f"{endpoint.base_path}/models", headers=endpoint.headers)
+        if resp.status in (401, 403):
+            raise RequestError(f"GET {url}: HTTP {resp.status}, the server refused the API key "
+                               "(check the variable named by sut.api_key_env)")
+        _raise_for_status(resp)
+        data = json.loads(resp.body)
     except RequestError:
         raise
-    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+    except http1.ReadTimeout as exc:
         raise RequestError(f"GET {url}: no answer within the timeout") from exc
-    except aiohttp.ClientConnectorError as exc:
-        raise RequestError(f"GET {url}: cannot connect ({exc.strerror or exc.os_error}); is the server up?") from exc
-    except (aiohttp.ClientError, ValueError) as exc:
+    except http1.ConnectError as exc:
+        raise RequestError(f"GET {url}: cannot connect ({exc.reason}); is the server up?") from exc
+    except (http1.HTTPError, ValueError) as exc:
         raise RequestError(f"GET {url}: {type(exc).__name__}: {str(exc)[:200]}") from exc
     return [str(m.get("id")) for m in data.get("data", []) if isinstance(m, Mapping)]
 
 
-def session(*, limit: int, connect_timeout_s: float, read_timeout_s: float) -> aiohttp.ClientSession:
-    """A pooled session: ``limit`` keep-alive connections, bounded connect and per-read waits."""
-    timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout_s, sock_connect=connect_timeout_s,
-                                    sock_read=read_timeout_s)
-    # No proxies from the environment: a benchmark measures the server, not a proxy in between.
-    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=limit, limit_per_host=limit),
-                                 timeout=timeout, trust_env=False)
+def client(base_url: str, *, limit: int, connect_timeout_s: float, read_timeout_s: float) -> http1.Client:
+    """A pooled client (call on the loop that will use it): ``limit`` keep-alive connections, bounded
+    connect and per-read waits. No proxies from the environment: a benchmark measures the server,
+    not a proxy in between."""
+    return http1.Client(base_url, limit=limit, connect_timeout_s=connect_timeout_s, read_timeout_s=read_timeout_s)

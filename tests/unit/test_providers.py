@@ -31,8 +31,9 @@ endpoints:
     slow_row = rows["slow"]
     assert 40 <= slow_row["ttft_ms"]["p50"] < 60  # the role chunk at 0 ms is not the first token
     assert slow_row["output_tokens"]["p50"] == 16
-    # 16 tokens in the 15 x 4 ms after the first one: ~267 tokens/s; the client may only lag.
-    assert 200 < slow_row["output_tokens_per_s"]["p50"] <= 16 / 0.060 * 1.02
+    # 16 tokens in the 15 x 4 ms after the first one: ~267 tokens/s. The stub keeps an absolute
+    # schedule, so a first token it sent late (a busy machine) is followed by the rest on time.
+    assert 200 < slow_row["output_tokens_per_s"]["p50"] <= 16 / 0.060 * 1.3
     assert rows["fast"]["ttft_ms"]["p50"] < slow_row["ttft_ms"]["p50"]
     assert rows["down"]["errors"] == 3 and rows["slow"]["errors"] == 0
     assert (tmp_path / "out" / "providers.png").stat().st_size > 1000

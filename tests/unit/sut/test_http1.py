@@ -1,0 +1,277 @@
+"""harness.sut.http1 against real scripted servers on 127.0.0.1: framing, pooling, faults."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+
+from harness.sut import http1
+
+CHUNKED_SSE = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+               b"8;ext=1\r\ndata: a\n\r\n"  # a chunk extension
+               b"10\r\ndata: bcdefghij\n\r\n"
+               b"0\r\nX-Trailer: yes\r\n\r\n")
+
+
+def length_response(body: bytes, *, status: int = 200, extra: str = "") -> bytes:
+    return f"HTTP/1.1 {status} X\r\nContent-Length: {len(body)}\r\n{extra}\r\n".encode() + body
+
+
+class ScriptedServer:
+    """Answers the n-th request on any connection with ``answers[n]`` (bytes, or a callable taking
+    the writer), written ``piece`` bytes at a time so the client sees them split anywhere."""
+
+    def __init__(self, answers: list[bytes | Callable], piece: int = 0, close_after: bool = False) -> None:
+        self.answers, self.piece, self.close_after = answers, piece, close_after
+        self.requests: list[bytes] = []
+        self.connections = 0
+        self.open = 0
+        self.most_open = 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self.open += 1
+        self.most_open = max(self.most_open, self.open)
+        try:
+            while True:
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    return
+                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length:")), 0)
+                self.requests.append(head + await reader.readexactly(length))
+                answer = self.answers[min(len(self.requests), len(self.answers)) - 1]
+                if callable(answer):
+                    await answer(writer)
+                else:
+                    step = self.piece or len(answer)
+                    for i in range(0, len(answer), step):
+                        writer.write(answer[i:i + step])
+                        await writer.drain()
+                        if self.piece:
+                            await asyncio.sleep(0.0005)
+                if self.close_after:
+                    writer.close()
+                    return
+        finally:
+            self.open -= 1
+
+    async def __aenter__(self) -> str:
+        self.server = await asyncio.start_server(self.handle, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/v1"
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.server.close()
+
+
+def client(url: str, **kw) -> http1.Client:
+    return http1.Client(url, **{"limit": 4, "connect_timeout_s": 2, "read_timeout_s": 2, **kw})
+
+
+def run(coro) -> object:
+    return asyncio.run(asyncio.wait_for(coro, 20))
+
+
+@pytest.mark.parametrize("piece", [0, 1, 3])
+def test_a_chunked_stream_split_anywhere_reaches_on_body_whole_and_in_order(piece):
+    async def go():
+        async with ScriptedServer([CHUNKED_SSE], piece=piece) as url, client(url) as c:
+            got: list[bytes] = []
+            resp = await c.request("POST", "/v1/completions", body=b"{}", on_body=got.append)
+            return resp, b"".join(got)
+
+    resp, body = run(go())
+    assert resp.status == 200 and resp.body == b"" and resp.headers["content-type"] == "text/event-stream"
+    assert body == b"data: a\ndata: bcdefghij\n"
+
+
+def test_content_length_close_delimited_gzip_and_interim_bodies():
+    zipped = gzip.compress(b'{"ok": true}')
+
+    async def close_delimited(writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil ")
+        await writer.drain()
+        writer.write(b"the end")
+        writer.close()
+
+    answers = [length_response(b"hello"),
+               b"HTTP/1.1 100 Continue\r\n\r\n" + length_response(b"after continue"),
+               length_response(zipped, extra="Content-Encoding: gzip\r\n"),
+               close_delimited]
+
+    async def go():
+        async with ScriptedServer(answers, piece=2) as url, client(url) as c:
+            return [(await c.request("GET", "/x")).body for _ in answers]
+
+    assert run(go()) == [b"hello", b"after continue", b'{"ok": true}', b"until the end"]
+
+
+def test_one_connection_is_kept_alive_and_the_request_is_well_formed():
+    async def go():
+        server = ScriptedServer([length_response(b"a")])
+        async with server as url, client(url) as c:
+            for _ in range(3):
+                resp = await c.request("POST", "/v1/x", headers={"Authorization": "Bearer k"}, body=b"{}")
+                assert resp.body == b"a"
+        return server
+
+    server = run(go())
+    assert server.connections == 1 and len(server.requests) == 3
+    head = server.requests[0].decode()
+    assert head.startswith("POST /v1/x HTTP/1.1\r\n") and "\r\nHost: 127.0.0.1:" in head
+    assert "Authorization: Bearer k" in head and head.endswith("Content-Length: 2\r\n\r\n{}")
+
+
+def test_requests_beyond_the_limit_wait_their_turn():
+    async def slow(writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(0.05)
+        writer.write(length_response(b"done"))
+
+    async def go():
+        server = ScriptedServer([slow])
+        async with server as url, client(url, limit=2) as c:
+            bodies = await asyncio.gather(*(c.request("GET", f"/{i}") for i in range(7)))
+        return server, bodies
+
+    server, bodies = run(go())
+    assert [b.body for b in bodies] == [b"done"] * 7
+    assert server.most_open == 2 and server.connections == 2
+
+
+def test_warm_opens_the_pool_before_the_first_request():
+    async def go():
+        server = ScriptedServer([length_response(b"a")])
+        async with server as url, client(url, limit=3) as c:
+            assert await c.warm(10) == 3  # bounded by the limit
+            await asyncio.gather(*(c.request("GET", "/") for _ in range(3)))
+        return server
+
+    assert run(go()).connections == 3
+
+
+def test_a_pooled_connection_the_server_dropped_is_replaced_without_failing_the_request():
+    async def go():
+        server = ScriptedServer([length_response(b"a")], close_after=True)  # closes without saying so
+        async with server as url, client(url) as c:
+            first = await c.request("GET", "/")
+            await asyncio.sleep(0.05)  # the close reaches the client: the idle connection is dropped
+            second = await c.request("GET", "/")
+            return server, first, second
+
+    server, first, second = run(go())
+    assert first.body == second.body == b"a" and server.connections == 2
+
+
+def test_a_new_connection_dropped_before_any_answer_is_an_error_not_a_resend():
+    async def drop(writer: asyncio.StreamWriter) -> None:
+        writer.transport.abort()
+
+    async def go():
+        server = ScriptedServer([drop])
+        async with server as url, client(url) as c:
+            with pytest.raises(http1.ConnectionLost, match="before any response"):
+                await c.request("POST", "/", body=b"{}")
+        return server
+
+    assert len(run(go()).requests) == 1
+
+
+def test_a_stream_cut_mid_body_is_connection_lost():
+    async def cut(writer: asyncio.StreamWriter) -> None:
+        writer.write(CHUNKED_SSE[:90])
+        await writer.drain()
+        writer.transport.abort()
+
+    async def go():
+        async with ScriptedServer([cut]) as url, client(url) as c:
+            with pytest.raises(http1.ConnectionLost, match="before the response was complete"):
+                await c.request("POST", "/", body=b"{}", on_body=lambda _: None)
+
+    run(go())
+
+
+def test_silence_past_the_read_timeout_fails_in_bounded_time():
+    async def hang(writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        await asyncio.sleep(30)
+
+    async def go():
+        async with ScriptedServer([hang]) as url, client(url, read_timeout_s=0.3) as c:
+            start = time.monotonic()
+            with pytest.raises(http1.ReadTimeout):
+                await c.request("POST", "/", body=b"{}", on_body=lambda _: None)
+            return time.monotonic() - start
+
+    assert 0.3 <= run(go()) < 2
+
+
+def test_nobody_listening_is_a_connect_error_at_once():
+    from tests.unit.sut.test_openai import free_port
+
+    async def go():
+        async with client(f"http://127.0.0.1:{free_port()}/v1") as c:
+            with pytest.raises(http1.ConnectError, match=r"cannot connect to 127.0.0.1:\d+"):
+                await c.request("GET", "/")
+
+    start = time.monotonic()
+    run(go())
+    assert time.monotonic() - start < 2
+
+
+def test_an_on_body_failure_fails_that_request_and_the_client_goes_on():
+    def explode(_: bytes) -> None:
+        raise ValueError("bad chunk")
+
+    async def go():
+        async with ScriptedServer([CHUNKED_SSE]) as url, client(url) as c:
+            with pytest.raises(ValueError, match="bad chunk"):
+                await c.request("POST", "/", body=b"{}", on_body=explode)
+            got: list[bytes] = []
+            await c.request("POST", "/", body=b"{}", on_body=got.append)
+            return b"".join(got)
+
+    assert run(go()) == b"data: a\ndata: bcdefghij\n"
+
+
+def test_an_error_status_keeps_its_body_away_from_on_body():
+    async def go():
+        async with ScriptedServer([length_response(b'{"error": "no"}', status=503)]) as url, client(url) as c:
+            got: list[bytes] = []
+            resp = await c.request("POST", "/", body=b"{}", on_body=got.append)
+            return resp, got
+
+    resp, got = run(go())
+    assert resp.status == 503 and resp.body == b'{"error": "no"}' and got == []
+
+
+def test_calls_from_another_thread_run_on_the_loop():
+    async def go():
+        async with ScriptedServer([length_response(b"a")]) as url, client(url) as c:
+            loop_thread = threading.get_ident()
+            ran = asyncio.Event()
+            seen: list[int] = []
+
+            def on_loop(tag: str) -> None:
+                seen.append(threading.get_ident())
+                ran.set()
+
+            threading.Thread(target=c.call_soon_threadsafe, args=(on_loop, "x")).start()
+            await asyncio.wait_for(ran.wait(), 5)
+            return loop_thread, seen
+
+    loop_thread, seen = run(go())
+    assert seen == [loop_thread]
+
+
+def test_not_an_http_url_is_refused():
+    async def go():
+        with pytest.raises(ValueError, match="not an http"):
+            http1.Client("ftp://x/v1", limit=1, connect_timeout_s=1, read_timeout_s=1)
+
+    run(go())
