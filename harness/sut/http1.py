@@ -301,6 +301,20 @@ class _Connection(asyncio.Protocol):
         ex.settle(Response(f.status, f.headers, b"".join(f.collected)))
 
 
+def resolves(future: asyncio.Future) -> Callable[[Any, BaseException | None], None]:
+    """An ``on_done(result, error)`` callback that settles ``future`` (once), for awaiting a callback API."""
+
+    def done(result: Any, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+    return done
+
+
 class Client:
     """A pool of up to ``limit`` keep-alive connections to one origin (scheme, host, port).
 
@@ -380,15 +394,7 @@ class Client:
                       body: bytes | None = None, on_body: OnBody | None = None) -> Response:
         """``start``, awaited: the response, or the error raised."""
         future: asyncio.Future[Response] = self.loop.create_future()
-
-        def done(response: Response | None, error: BaseException | None) -> None:
-            if future.done():
-                return
-            if error is not None:
-                future.set_exception(error)
-            else:
-                future.set_result(response)
-
+        done = resolves(future)
         self.start(method, path, headers=headers, body=body, on_body=on_body, on_done=done)
         try:
             return await future

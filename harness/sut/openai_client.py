@@ -211,16 +211,7 @@ async def send(client: http1.Client, endpoint: Endpoint, body: Mapping[str, Any]
                on_delta: OnDelta | None = None) -> Reply:
     """``start``, awaited: the reply, or RequestError."""
     future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
-
-    def done(reply: Reply | None, error: RequestError | None) -> None:
-        if future.done():
-            return
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(reply)
-
-    start(client, endpoint, body, on_delta, done)
+    start(client, endpoint, body, on_delta, http1.resolves(future))
     return await future
 
 
