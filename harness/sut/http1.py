@@ -26,7 +26,7 @@ import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ class Response:
 
 
 @dataclass(eq=False)
-class _Exchange:
+class Exchange:
     """One request: its bytes, where its body goes, and whom to tell how it ended (once)."""
 
     request: bytes
@@ -74,6 +74,15 @@ class _Exchange:
     on_done: OnDone
     may_resend: bool = True
     done: bool = False
+    conn: _Connection | None = None  # while it is being sent or answered
+
+    def cancel(self) -> None:
+        """Abandon the request: a queued one is dropped; one under way closes its connection,
+        since the rest of its answer cannot be skipped. ``on_done`` hears ConnectionLost."""
+        if self.conn is not None and self.conn.ex is self:
+            self.conn.fail(ConnectionLost("cancelled"))
+        else:
+            self.settle(None, ConnectionLost("cancelled"))
 
     def settle(self, response: Response | None, error: BaseException | None = None) -> None:
         if self.done:
@@ -103,7 +112,7 @@ class _Connection(asyncio.Protocol):
     def __init__(self, client: Client) -> None:
         self.client = client
         self.transport: asyncio.Transport | None = None
-        self.ex: _Exchange | None = None
+        self.ex: Exchange | None = None
         self.f = _Framing()
         self.buf = b""
         self.used = False
@@ -148,9 +157,9 @@ class _Connection(asyncio.Protocol):
         self.client._lost(self)
 
     # -- one exchange ----------------------------------------------------------------------
-    def start(self, ex: _Exchange) -> None:
+    def start(self, ex: Exchange) -> None:
         assert self.transport is not None
-        self.ex, self.f, self.buf = ex, _Framing(), b""
+        self.ex, self.f, self.buf, ex.conn = ex, _Framing(), b"", self
         self.reused, self.used, self.got_bytes = self.used, True, False
         self.last = time.monotonic()
         try:
@@ -301,8 +310,18 @@ class _Connection(asyncio.Protocol):
         ex.settle(Response(f.status, f.headers, b"".join(f.collected)))
 
 
-def resolves(future: asyncio.Future) -> Callable[[Any, BaseException | None], None]:
-    """An ``on_done(result, error)`` callback that settles ``future`` (once), for awaiting a callback API."""
+def parse_url(url: str) -> SplitResult:
+    """``url`` split; ValueError unless it is http:// or https:// with a host."""
+    u = urlsplit(url)
+    if u.scheme not in ("http", "https") or not u.hostname:
+        raise ValueError(f"not an http:// or https:// URL: {url}")
+    return u
+
+
+async def awaited(start: Callable[[Callable[[Any, BaseException | None], None]], Exchange]) -> Any:
+    """Await a callback API: ``start(on_done)`` begins an exchange and returns it; the result, or
+    the error raised. Cancelling the awaiting task cancels the exchange."""
+    future: asyncio.Future = asyncio.get_running_loop().create_future()
 
     def done(result: Any, error: BaseException | None) -> None:
         if future.done():
@@ -312,7 +331,12 @@ def resolves(future: asyncio.Future) -> Callable[[Any, BaseException | None], No
         else:
             future.set_result(result)
 
-    return done
+    exchange = start(done)
+    try:
+        return await future
+    except asyncio.CancelledError:
+        exchange.cancel()
+        raise
 
 
 class Client:
@@ -324,9 +348,8 @@ class Client:
     """
 
     def __init__(self, base_url: str, *, limit: int, connect_timeout_s: float, read_timeout_s: float) -> None:
-        u = urlsplit(base_url)
-        if u.scheme not in ("http", "https") or not u.hostname:
-            raise ValueError(f"not an http(s) URL: {base_url}")
+        u = parse_url(base_url)
+        assert u.hostname is not None
         self.host = u.hostname
         self.port = u.port or (443 if u.scheme == "https" else 80)
         default = u.port is None or u.port == (443 if u.scheme == "https" else 80)
@@ -340,7 +363,7 @@ class Client:
         self.conns: set[_Connection] = set()
         self.opening = 0
         self.idle: list[_Connection] = []  # most recently used last: the least likely to be stale
-        self.queue: collections.deque[_Exchange] = collections.deque()
+        self.queue: collections.deque[Exchange] = collections.deque()
         self.closed = False
         self.incoming: collections.deque[tuple[Callable[..., None], tuple]] = collections.deque()
         self._watch = self.loop.call_later(self._watch_every(), self._watchdog)
@@ -359,17 +382,18 @@ class Client:
         return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + (body or b"")
 
     def start(self, method: str, path: str, *, headers: Mapping[str, str] | None = None, body: bytes | None = None,
-              on_body: OnBody | None = None, on_done: OnDone) -> None:
+              on_body: OnBody | None = None, on_done: OnDone) -> Exchange:
         """Send one request from the loop's thread; its bytes are written now when a pooled
         connection is free (no task, no loop iteration in between). A 2xx body goes to ``on_body``
         as it arrives when one is given; ``on_done(response, None)`` or ``on_done(None, error)``
         comes once, with ConnectError, ReadTimeout, ConnectionLost, ProtocolError, or what
-        ``on_body`` raised."""
-        ex = _Exchange(self.request_bytes(method, path, headers or {}, body), on_body, on_done)
+        ``on_body`` raised. The exchange returned can be cancelled."""
+        ex = Exchange(self.request_bytes(method, path, headers or {}, body), on_body, on_done)
         if self.closed:
             ex.settle(None, HTTPError("the HTTP client is closed"))
         else:
             self._dispatch(ex)
+        return ex
 
     def call_soon_threadsafe(self, fn: Callable[..., None], *args: object) -> None:
         """Run ``fn(*args)`` on the loop, from any thread, as soon as possible: before the next
@@ -393,19 +417,8 @@ class Client:
     async def request(self, method: str, path: str, *, headers: Mapping[str, str] | None = None,
                       body: bytes | None = None, on_body: OnBody | None = None) -> Response:
         """``start``, awaited: the response, or the error raised."""
-        future: asyncio.Future[Response] = self.loop.create_future()
-        done = resolves(future)
-        self.start(method, path, headers=headers, body=body, on_body=on_body, on_done=done)
-        try:
-            return await future
-        except asyncio.CancelledError:
-            for conn in self.conns:
-                if conn.ex is not None and conn.ex.on_done is done:
-                    conn.fail(ConnectionLost("cancelled"))
-            for ex in self.queue:
-                if ex.on_done is done:
-                    ex.done = True
-            raise
+        return await awaited(lambda done: self.start(method, path, headers=headers, body=body, on_body=on_body,
+                                                     on_done=done))
 
     async def warm(self, n: int) -> int:
         """Open up to ``n`` idle connections now (bounded by ``limit``); how many are open."""
@@ -430,7 +443,7 @@ class Client:
         await asyncio.sleep(0)  # let the transports close
 
     # -- the pool --------------------------------------------------------------------------
-    def _dispatch(self, ex: _Exchange) -> None:
+    def _dispatch(self, ex: Exchange) -> None:
         while self.idle:
             conn = self.idle.pop()
             if conn.transport is not None and not conn.transport.is_closing():
@@ -441,11 +454,11 @@ class Client:
         else:
             self.queue.append(ex)
 
-    def _send_on_new(self, ex: _Exchange) -> None:
+    def _send_on_new(self, ex: Exchange) -> None:
         self.opening += 1  # counted now, not when the task runs: the limit holds for a burst of requests
         self.loop.create_task(self._connect_and_send(ex))
 
-    async def _connect_and_send(self, ex: _Exchange) -> None:
+    async def _connect_and_send(self, ex: Exchange) -> None:
         try:
             conn = await self._connect()
         except Exception as exc:  # whatever happened, the request ends: never left waiting

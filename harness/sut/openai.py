@@ -24,16 +24,15 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import urlsplit
 
 from harness.errors import ConfigError, SUTError
 from harness.sut.base import Completion, Sample, TokenStream
+from harness.sut.http1 import Client, parse_url
 from harness.sut.openai_client import Endpoint, Reply, RequestError, client, list_models, request_body, send, start
 from harness.sut.openai_tokens import load_output_tokenizer
 
 if TYPE_CHECKING:
     from harness.sut import SUTContext
-    from harness.sut.http1 import Client
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +84,10 @@ def api_key(params: OpenAIParams, environ: Mapping[str, str] | None = None) -> s
 
 
 def _check_url(base_url: str) -> None:
-    u = urlsplit(base_url)
-    if u.scheme not in ("http", "https") or not u.hostname:
-        raise ConfigError(f"sut.base_url={base_url}: not an http:// or https:// URL")
+    try:
+        parse_url(base_url)
+    except ValueError as exc:
+        raise ConfigError(f"sut.base_url={base_url}: {exc}") from None
 
 
 class OpenAISUT:

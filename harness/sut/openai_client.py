@@ -6,7 +6,6 @@ requests with exactly the code the SUT uses. Times are ``time.perf_counter()`` s
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Callable, Mapping
@@ -37,7 +36,11 @@ class Endpoint:
 
     @property
     def url(self) -> str:
-        return f"{self.base_url.rstrip('/')}/{'chat/completions' if self.api == 'chat' else 'completions'}"
+        return f"{self.base_url.rstrip('/')}/{self.route}"
+
+    @property
+    def route(self) -> str:
+        return "chat/completions" if self.api == "chat" else "completions"
 
     @property
     def base_path(self) -> str:
@@ -45,7 +48,7 @@ class Endpoint:
 
     @property
     def path(self) -> str:
-        return f"{self.base_path}/{'chat/completions' if self.api == 'chat' else 'completions'}"
+        return f"{self.base_path}/{self.route}"
 
     @property
     def headers(self) -> dict[str, str]:
@@ -163,7 +166,7 @@ OnReply = Callable[["Reply | None", "RequestError | None"], None]
 
 
 def start(client: http1.Client, endpoint: Endpoint, body: Mapping[str, Any], on_delta: OnDelta | None,
-          on_done: OnReply) -> None:
+          on_done: OnReply) -> http1.Exchange:
     """Send one request from the loop's thread, written at once when a pooled connection is free;
     streamed (SSE) when ``body["stream"]``. ``on_done(reply, None)`` or ``on_done(None, error)``
     comes once, on the loop's thread.
@@ -190,8 +193,8 @@ def start(client: http1.Client, endpoint: Endpoint, body: Mapping[str, Any], on_
         reply.t_end = time.perf_counter()
         on_done(reply, None)
 
-    client.start("POST", endpoint.path, headers=endpoint.headers, body=json.dumps(body).encode(),
-                 on_body=sse.feed if sse is not None else None, on_done=done)
+    return client.start("POST", endpoint.path, headers=endpoint.headers, body=json.dumps(body).encode(),
+                        on_body=sse.feed if sse is not None else None, on_done=done)
 
 
 def request_error(exc: BaseException) -> RequestError:
@@ -210,9 +213,7 @@ def request_error(exc: BaseException) -> RequestError:
 async def send(client: http1.Client, endpoint: Endpoint, body: Mapping[str, Any],
                on_delta: OnDelta | None = None) -> Reply:
     """``start``, awaited: the reply, or RequestError."""
-    future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
-    start(client, endpoint, body, on_delta, http1.resolves(future))
-    return await future
+    return await http1.awaited(lambda done: start(client, endpoint, body, on_delta, done))
 
 
 def _raise_for_status(resp: http1.Response) -> None:

@@ -211,6 +211,26 @@ def test_silence_past_the_read_timeout_fails_in_bounded_time():
     assert 0.3 <= run(go()) < 2
 
 
+def test_a_cancelled_request_frees_its_connection_or_its_place_in_the_queue():
+    async def never(writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(30)
+
+    async def go():
+        server = ScriptedServer([never, length_response(b"a")])
+        async with server as url, client(url, limit=1) as c:
+            stuck = asyncio.ensure_future(c.request("GET", "/stuck"))
+            queued = asyncio.ensure_future(c.request("GET", "/queued"))
+            await asyncio.sleep(0.05)
+            queued.cancel()  # dropped from the queue: never sent
+            stuck.cancel()  # under way: its connection is closed, the slot is free again
+            second = await c.request("GET", "/after")
+            return server, second
+
+    server, second = run(go())
+    assert second.body == b"a" and [r.split(b" ")[1] for r in server.requests] == [b"/stuck", b"/after"]
+    assert server.connections == 2
+
+
 def test_nobody_listening_is_a_connect_error_at_once():
     from tests.unit.sut.test_openai import free_port
 
