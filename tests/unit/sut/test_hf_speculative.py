@@ -15,6 +15,7 @@ from harness.sut import SUTContext
 from harness.sut.base import Sample
 from harness.sut.hf import HFSUT, HFParams
 from harness.sut.tiny_model import TinyRecipe, build_tiny_model
+from tests.unit.sut.test_hf import with_eos
 
 PROMPTS = [
     "The council met on Tuesday.",
@@ -154,16 +155,6 @@ def test_never_more_than_max_new_tokens_even_when_all_is_accepted(target, max_ne
         assert stats["drafted_tokens"] == 0 and stats["acceptance_rate"] is None
     else:
         assert stats["acceptance_rate"] == 1.0
-
-
-def with_eos(src: Path, dst: Path, eos: int) -> Path:
-    """A copy of the model directory whose stop token is ``eos``."""
-    shutil.copytree(src, dst)
-    for name in ("config.json", "generation_config.json"):
-        data = json.loads((dst / name).read_text())
-        data["eos_token_id"] = eos
-        (dst / name).write_text(json.dumps(data))
-    return dst
 
 
 @pytest.mark.parametrize("draft", ["same", "unrelated"])

@@ -5,14 +5,13 @@ from __future__ import annotations
 import logging
 import re
 import socket
-import threading
 import time
 
 import pytest
 
 from harness.errors import ConfigError, SUTError
 from harness.sut import SUTContext
-from harness.sut.base import Sample
+from harness.sut.base import CollectingStream, Sample
 from harness.sut.openai import OpenAIParams, OpenAISUT
 from harness.sut.openai_client import Endpoint, request_body
 from harness.sut.openai_tokens import OpenWordTokenizer
@@ -22,29 +21,18 @@ CTX = SUTContext(corpus=["Some words here.", "t0 t1"], max_new_tokens=8)
 SAMPLE = Sample(index=0, prompt="Hello there.", text="Hello there.")
 
 
-class Recorder:
+class Recorder(CollectingStream):
     """A TokenStream that records what arrives, and when."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.start = time.perf_counter()
         self.chunks: list[tuple[float, list[int]]] = []
-        self.error: BaseException | None = None
-        self.done = threading.Event()
 
     def emit(self, ids) -> None:
+        super().emit(ids)
         if ids:
             self.chunks.append((time.perf_counter() - self.start, list(ids)))
-
-    def finish(self) -> None:
-        self.done.set()
-
-    def fail(self, error: BaseException) -> None:
-        self.error = error
-        self.done.set()
-
-    @property
-    def tokens(self) -> list[int]:
-        return [t for _, chunk in self.chunks for t in chunk]
 
 
 def make(url: str, **kw) -> OpenAISUT:
