@@ -111,6 +111,10 @@ class Placement:
         cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
         return cls(frozenset(cores[-1:]), frozenset(cores[:-1])) if len(cores) >= 2 else cls()
 
+    @property
+    def name(self) -> str:
+        return "shared" if self.server is None else "split"
+
     def __str__(self) -> str:
         if self.server is None:
             return "client and server share all cores"
@@ -217,18 +221,17 @@ def main(argv: list[str] | None = None) -> None:
     tokenizer = ensure_tiny_model()  # AIPerf/GuideLLM need a local tokenizer for their synthetic prompts
     n = 200 if a.quick else 600
     report: dict[str, list] = {"fidelity": [], "capacity": []}
-    placements = {"split": [Placement.split()], "shared": [Placement()],
-                  "both": [Placement.split(), Placement()]}[a.placement]
+    wanted = {"split": [Placement.split()], "shared": [Placement()], "both": [Placement.split(), Placement()]}
+    placements = list(dict.fromkeys(wanted[a.placement]))  # one core: split falls back to shared, once
     print(f"machine: {os.cpu_count()} cores; fidelity: each run's first wave (as many requests as "
           "streams) is warm-up, left out for every client")
     with tempfile.TemporaryDirectory(prefix="http-client-bench-") as tmp:
         for placement in placements:
             print(f"placement: {placement}", flush=True)
-            where = "split" if placement.server else "shared"
             for streams in (1, 32) if "fidelity" not in a.skip else ():
                 for client, exe in clients:
                     r = fidelity(client, exe, streams=streams, requests=n if streams > 1 else n // 2,
-                                 tokenizer=tokenizer, out=Path(tmp) / f"fid{streams}-{client}-{where}",
+                                 tokenizer=tokenizer, out=Path(tmp) / f"fid{streams}-{client}-{placement.name}",
                                  placement=placement)
                     report["fidelity"].append(r)
                     print(f"fidelity  {client:<8} {streams:>2} streams, {r['measured']}/{r['sent']} requests "
@@ -239,7 +242,7 @@ def main(argv: list[str] | None = None) -> None:
             short, long = (200, 1000) if a.quick else (500, 3000)
             for client, exe in clients if "capacity" not in a.skip else ():
                 c = capacity(client, exe, streams=a.streams, short=short, long=long, tokenizer=tokenizer,
-                             out=Path(tmp) / f"cap-{client}-{where}", placement=placement)
+                             out=Path(tmp) / f"cap-{client}-{placement.name}", placement=placement)
                 report["capacity"].append(c)
                 cpu = "-" if c["cpu_us_per_token"] is None else f"{c['cpu_us_per_token']:.1f} us/token"
                 print(f"capacity  {client:<8} zero-delay server, {c['streams']} streams of 64 tokens, "

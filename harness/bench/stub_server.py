@@ -201,17 +201,19 @@ class Connection(asyncio.Protocol):
         return (f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}\r\nContent-Type: {content_type}\r\n"
                 f"{framing}\r\nConnection: {'keep-alive' if keep_alive else 'close'}\r\n\r\n").encode()
 
-    def _json(self, r: Request, status: int, obj: Any) -> None:
+    def _write_json(self, status: int, obj: Any, *, keep_alive: bool) -> None:
         payload = json.dumps(obj).encode()
         assert self.transport is not None
-        self.transport.write(self.head(status, "application/json", length=len(payload), keep_alive=r.keep_alive)
+        self.transport.write(self.head(status, "application/json", length=len(payload), keep_alive=keep_alive)
                              + payload)
+
+    def _json(self, r: Request, status: int, obj: Any) -> None:
+        self._write_json(status, obj, keep_alive=r.keep_alive)
         self.done(r)
 
     def _close_with(self, status: int, message: str) -> None:
-        payload = json.dumps({"error": {"message": message}}).encode()
+        self._write_json(status, {"error": {"message": message}}, keep_alive=False)
         assert self.transport is not None
-        self.transport.write(self.head(status, "application/json", length=len(payload), keep_alive=False) + payload)
         self.transport.close()
 
     def done(self, r: Request) -> None:
@@ -228,7 +230,7 @@ class Connection(asyncio.Protocol):
 
 
 class Stream:
-    """One generation: a timer callback per token, each one socket write."""
+    """One generation: a timer callback whenever tokens come due, a socket write per token."""
 
     def __init__(self, conn: Connection, r: Request, body: dict, n: int, chat: bool, tokens: int,
                  fault: str | None) -> None:
