@@ -86,8 +86,8 @@ def api_key(params: OpenAIParams, environ: Mapping[str, str] | None = None) -> s
 def _check_url(base_url: str) -> None:
     try:
         parse_url(base_url)
-    except ValueError as exc:
-        raise ConfigError(f"sut.base_url={base_url}: {exc}") from None
+    except ValueError:
+        raise ConfigError(f"sut.base_url={base_url}: not an http:// or https:// URL") from None
 
 
 class OpenAISUT:
