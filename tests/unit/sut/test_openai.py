@@ -137,3 +137,8 @@ def test_each_fault_fails_the_request_in_bounded_time(fault, message):
     if fault != "cut":  # a non-streamed request has no stream to cut
         assert completion.error and re.search(message, completion.error)
     assert sut.stats()["errors"] >= 1
+
+
+def test_a_base_url_that_is_not_http_is_a_config_error_naming_the_key():
+    with pytest.raises(ConfigError, match=r"^sut.base_url=ftp://x/v1: not an http:// or https:// URL$"):
+        OpenAISUT.check(OpenAIParams(base_url="ftp://x/v1"), CTX)
