@@ -12,11 +12,12 @@ CLOCK_MONOTONIC on Linux, comparable between processes), with what identifies it
 prompt, the response ``id`` and the ``X-Request-ID`` header (AIPerf sends one).
 
 It is a measuring instrument, so it is written on bare asyncio protocols rather than a web
-framework: the arrival time is taken when the request is read off the socket (not when a
-framework's handler gets to it), and each chunk costs a timer callback and one socket write.
-When many streams tick together, the loop is busy with their chunks for a while; idle keep-alive
-connections are polled before each chunk, so a request that arrives then is stamped when it came,
-not when the loop gets to it: the server's own lateness is not counted against the client.
+framework, and each chunk costs a timer callback and one socket write. A request's arrival is the
+kernel's receive timestamp of its last bytes (``SO_TIMESTAMPNS``, Linux), not the moment this
+process gets to read them: when the loop is busy sending other streams' chunks, or the process
+waits to be scheduled (a few hundred µs on a VM, several ms when it is descheduled), the request
+has still arrived, and the server's own lateness must not be counted against the client. Where
+the kernel gives no timestamp, the time of the read is used.
 HTTP/1.1 only, as the OpenAI clients speak it: keep-alive, Content-Length request bodies, chunked
 streamed responses.
 
@@ -27,10 +28,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import json
 import os
-import select
+import socket
+import struct
 import sys
 import time
 from dataclasses import dataclass
@@ -68,30 +71,6 @@ class Stub:
         self.script = script
         self.count = itertools.count(1)
         self.records: list[dict[str, Any]] = []
-        # Idle keep-alive connections, polled before each chunk is sent: a request that reaches one
-        # while the loop is busy sending other streams' chunks is stamped then, not after the burst.
-        self.poller = select.poll()
-        self.waiting: dict[int, Connection] = {}
-
-    def watch(self, conn: Connection) -> None:
-        if conn.fd >= 0 and conn.fd not in self.waiting:
-            self.waiting[conn.fd] = conn
-            self.poller.register(conn.fd, select.POLLIN)
-
-    def unwatch(self, conn: Connection) -> None:
-        if self.waiting.pop(conn.fd, None) is not None:
-            self.poller.unregister(conn.fd)
-
-    def stamp(self) -> None:
-        """Note the time on every idle connection that has bytes waiting (one poll(2), no wait)."""
-        if not self.waiting:
-            return
-        now = time.perf_counter()
-        for fd, _ in self.poller.poll(0):
-            conn = self.waiting.pop(fd, None)
-            if conn is not None:
-                self.poller.unregister(fd)
-                conn.seen = now
 
 
 class Connection(asyncio.Protocol):
@@ -103,27 +82,23 @@ class Connection(asyncio.Protocol):
         self.busy = False  # a response is under way; later bytes wait in ``buf``
         self.timer: asyncio.TimerHandle | None = None
         self.transport: asyncio.Transport | None = None
-        self.fd = -1
-        self.seen = 0.0  # when Stub.stamp saw this idle connection's next request waiting
+        self.sock: StampedSocket | None = None
 
     # -- asyncio.Protocol ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         sock = transport.get_extra_info("socket")
-        self.fd = sock.fileno() if sock is not None else -1
+        # asyncio hands protocols a guard around the socket; the stamps are on the one it reads
+        self.sock = getattr(sock, "_sock", sock)
 
     def data_received(self, data: bytes) -> None:
-        now = time.perf_counter()
-        if self.seen:
-            now, self.seen = min(now, self.seen), 0.0
-        self.stub.unwatch(self)
+        now = self.sock.stamp if isinstance(self.sock, StampedSocket) and self.sock.stamp else time.perf_counter()
         self.buf += data
         if not self.busy:
             self._next(now)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.stub.unwatch(self)
         if self.timer is not None:
             self.timer.cancel()
 
@@ -225,8 +200,6 @@ class Connection(asyncio.Protocol):
             self.transport.close()
         elif self.buf:
             self._next(time.perf_counter())
-        else:
-            self.stub.watch(self)
 
 
 class Stream:
@@ -274,7 +247,6 @@ class Stream:
 
     def tick(self) -> None:
         """Send every token now due (one write each); then wait for the next, or end the stream."""
-        self.conn.stub.stamp()
         loop = asyncio.get_running_loop()
         while True:
             i = self.i
@@ -325,9 +297,54 @@ def envelope(chat: bool, n: int, model: str, *, stream: bool) -> dict:
             "model": model}
 
 
+class StampedSocket(socket.socket):
+    """A connection whose reads note the kernel's receive time of the bytes they return.
+
+    ``stamp``: ``time.perf_counter()`` of the last segment read, converted from the kernel's
+    CLOCK_REALTIME stamp; 0.0 when the kernel gave none. asyncio's transports read with ``recv``.
+    """
+
+    stamp = 0.0
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        if _SO_TIMESTAMPNS is None:
+            return super().recv(bufsize, flags)
+        data, ancillary, _, _ = self.recvmsg(bufsize, _ANCILLARY, flags)
+        for level, kind, raw in ancillary:
+            if level == socket.SOL_SOCKET and kind == _SCM_TIMESTAMPNS and len(raw) >= 16:
+                sec, ns = _TIMESPEC.unpack_from(raw)
+                self.stamp = sec + ns * 1e-9 - (time.time() - time.perf_counter())
+        return data
+
+
+class StampingListener(socket.socket):
+    """The listening socket: accepted connections are StampedSockets with timestamps turned on."""
+
+    def accept(self) -> tuple[socket.socket, Any]:
+        fd, addr = self._accept()  # type: ignore[attr-defined]
+        conn = StampedSocket(self.family, self.type, self.proto, fileno=fd)
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # each chunk goes out when written
+        if _SO_TIMESTAMPNS is not None:
+            with contextlib.suppress(OSError):  # no kernel timestamps: reads are stamped when they happen
+                conn.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+        return conn, addr
+
+
+# Linux's SO_TIMESTAMPNS (asm-generic; Python 3.11 has no constant for it), which is also the
+# SCM_TIMESTAMPNS message carrying a struct timespec on CLOCK_REALTIME.
+_SO_TIMESTAMPNS = _SCM_TIMESTAMPNS = 35 if sys.platform == "linux" else None
+_TIMESPEC = struct.Struct("@qq")
+_ANCILLARY = socket.CMSG_SPACE(_TIMESPEC.size) if hasattr(socket, "CMSG_SPACE") else 64
+
+
 async def _serve(stub: Stub, host: str, port: int) -> None:
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: Connection(stub), host, port, backlog=1024)
+    listener = StampingListener(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((host, port))
+    listener.listen(1024)
+    listener.setblocking(False)
+    server = await loop.create_server(lambda: Connection(stub), sock=listener)
     print(f"stub: http://{host}:{server.sockets[0].getsockname()[1]}/v1", flush=True)
     await server.serve_forever()
 

@@ -1,0 +1,33 @@
+"""The stub server's arrival stamps: the kernel's receive time, not the time of the read."""
+
+from __future__ import annotations
+
+import socket
+import sys
+import time
+
+import pytest
+
+from harness.bench.stub_server import StampedSocket, StampingListener
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="SO_TIMESTAMPNS is Linux's")
+def test_a_read_late_is_stamped_with_when_the_bytes_arrived():
+    listener = StampingListener(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    with listener, socket.create_connection(listener.getsockname(), timeout=5) as sender:
+        conn, _ = listener.accept()
+        with conn:
+            assert isinstance(conn, StampedSocket)
+            assert conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+            before = time.perf_counter()
+            sender.sendall(b"GET / HTTP/1.1\r\n\r\n")
+            after = time.perf_counter()
+            time.sleep(0.3)  # the server is late to read
+            assert conn.recv(1024) == b"GET / HTTP/1.1\r\n\r\n"
+            read = time.perf_counter()
+    # the kernel stamps the bytes as they arrive, during sendall on loopback; 1 ms for converting
+    # CLOCK_REALTIME to perf_counter's clock
+    assert before - 0.001 <= conn.stamp <= after + 0.001, (before, conn.stamp, after)
+    assert read - conn.stamp > 0.25
