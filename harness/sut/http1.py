@@ -6,6 +6,11 @@ server at 32 streams ticking together, aiohttp's path cost about 100 µs of CPU 
 chunk and, queued behind the other streams' chunks, added 2-3 ms to the TTFT of a new request;
 this one costs a fraction of that (``python -m harness.bench.http_client``).
 
+A request submitted from another thread (LoadGen's) is written from that thread when a pooled
+connection is idle (``Client.start_threadsafe``): no hand-over to the loop's thread, which may be
+asleep or busy with other streams' chunks, before its bytes leave. Only the write happens there;
+the answer is read and handed on by the loop as usual.
+
 Scope, what OpenAI-compatible servers need: http and https, a keep-alive pool with a connection
 limit and a FIFO queue beyond it, Content-Length, chunked and close-delimited bodies, gzip and
 deflate, connect and read timeouts. Not: proxies, redirects, HTTP/2, pipelining, cookies.
@@ -20,7 +25,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import os
 import ssl
+import threading
 import time
 import zlib
 from collections.abc import Callable, Mapping
@@ -119,11 +126,16 @@ class _Connection(asyncio.Protocol):
         self.reused = False
         self.got_bytes = False  # any byte of the current answer
         self.last = 0.0  # time.monotonic() of the last write or read, for the read timeout
+        self.fd = -1  # the socket, for writes from other threads (plain TCP on POSIX only)
+        self.dead = False  # connection_lost has begun: no other thread may write any more
 
     # -- asyncio.Protocol ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None and self.client.ssl is None and os.name == "posix":
+            self.fd = sock.fileno()
 
     def data_received(self, data: bytes) -> None:
         self.last = time.monotonic()
@@ -142,6 +154,10 @@ class _Connection(asyncio.Protocol):
         return None  # close the transport; connection_lost tells the rest
 
     def connection_lost(self, exc: Exception | None) -> None:
+        # asyncio closes the socket after this returns; a write from another thread either
+        # finished before (it holds the lock) or sees ``dead`` and leaves the fd alone.
+        with self.client.lock:
+            self.dead = True
         ex = self.ex
         self.ex = None
         if ex is not None and not ex.done:
@@ -159,13 +175,41 @@ class _Connection(asyncio.Protocol):
     # -- one exchange ----------------------------------------------------------------------
     def start(self, ex: Exchange) -> None:
         assert self.transport is not None
-        self.ex, self.f, self.buf, ex.conn = ex, _Framing(), b"", self
-        self.reused, self.used, self.got_bytes = self.used, True, False
-        self.last = time.monotonic()
+        self._begin(ex)
         try:
             self.transport.write(ex.request)
         except Exception as exc:  # the request must end either way, never wait forever
             self.fail(exc)
+
+    def start_here(self, ex: Exchange) -> bool:
+        """``start`` from a thread other than the loop's, holding ``client.lock``, on an idle
+        connection taken from the pool; False (nothing written) when this connection cannot be
+        written from here: the caller hands the request to the loop instead."""
+        transport = self.transport
+        if (self.fd < 0 or self.dead or transport is None or transport.is_closing()
+                or transport.get_write_buffer_size()):
+            return False
+        self._begin(ex)  # before the write: the answer may be read before os.write returns
+        try:
+            sent = os.write(self.fd, ex.request)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:  # the peer is gone: the loop's connection_lost settles or resends
+            log.debug("writing a request from another thread failed: %s", exc)
+            return True
+        if sent < len(ex.request):  # the socket buffer is full: the loop writes the rest, in order
+            self.client.loop.call_soon_threadsafe(self._write_rest, ex, ex.request[sent:])
+        return True
+
+    def _write_rest(self, ex: Exchange, rest: bytes) -> None:
+        if self.ex is ex and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(rest)
+
+    def _begin(self, ex: Exchange) -> None:
+        self.last = time.monotonic()  # first: the watchdog reads it once ``ex`` is set
+        self.f, self.buf, ex.conn = _Framing(), b"", self
+        self.reused, self.used, self.got_bytes = self.used, True, False
+        self.ex = ex
 
     def fail(self, exc: BaseException) -> None:
         ex, self.ex = self.ex, None
@@ -366,6 +410,9 @@ class Client:
         self.queue: collections.deque[Exchange] = collections.deque()
         self.closed = False
         self.incoming: collections.deque[tuple[Callable[..., None], tuple]] = collections.deque()
+        # Guards ``idle`` and each connection's ``dead`` between the loop's thread and threads
+        # writing with start_threadsafe (reentrant: a completion callback may start a request).
+        self.lock = threading.RLock()
         self._watch = self.loop.call_later(self._watch_every(), self._watchdog)
 
     async def __aenter__(self) -> Client:
@@ -389,11 +436,29 @@ class Client:
         comes once, with ConnectError, ReadTimeout, ConnectionLost, ProtocolError, or what
         ``on_body`` raised. The exchange returned can be cancelled."""
         ex = Exchange(self.request_bytes(method, path, headers or {}, body), on_body, on_done)
+        self._dispatch_new(ex)
+        return ex
+
+    def start_threadsafe(self, method: str, path: str, *, headers: Mapping[str, str] | None = None,
+                         body: bytes | None = None, on_body: OnBody | None = None, on_done: OnDone) -> None:
+        """``start`` from any thread. The request is written from the calling thread when an idle
+        pooled connection can take it, else handed to the loop (``call_soon_threadsafe``); the
+        answer and ``on_done`` come on the loop's thread either way."""
+        ex = Exchange(self.request_bytes(method, path, headers or {}, body), on_body, on_done)
+        if self.ssl is None:
+            with self.lock:
+                if self.idle and not self.closed:
+                    conn = self.idle.pop()
+                    if conn.start_here(ex):
+                        return
+                    self.idle.append(conn)  # closing, say: the loop sorts it out
+        self.call_soon_threadsafe(self._dispatch_new, ex)
+
+    def _dispatch_new(self, ex: Exchange) -> None:
         if self.closed:
             ex.settle(None, HTTPError("the HTTP client is closed"))
         else:
             self._dispatch(ex)
-        return ex
 
     def call_soon_threadsafe(self, fn: Callable[..., None], *args: object) -> None:
         """Run ``fn(*args)`` on the loop, from any thread, as soon as possible: before the next
@@ -444,8 +509,11 @@ class Client:
 
     # -- the pool --------------------------------------------------------------------------
     def _dispatch(self, ex: Exchange) -> None:
-        while self.idle:
-            conn = self.idle.pop()
+        while True:
+            with self.lock:
+                conn = self.idle.pop() if self.idle else None
+            if conn is None:
+                break
             if conn.transport is not None and not conn.transport.is_closing():
                 conn.start(ex)
                 return
@@ -455,6 +523,9 @@ class Client:
             self.queue.append(ex)
 
     def _send_on_new(self, ex: Exchange) -> None:
+        if self.closed:
+            ex.settle(None, HTTPError("the HTTP client was closed"))
+            return
         self.opening += 1  # counted now, not when the task runs: the limit holds for a burst of requests
         self.loop.create_task(self._connect_and_send(ex))
 
@@ -496,12 +567,14 @@ class Client:
             if not ex.done:
                 conn.start(ex)
                 return
-        self.idle.append(conn)
+        with self.lock:
+            self.idle.append(conn)
 
     def _lost(self, conn: _Connection) -> None:
         self.conns.discard(conn)
-        if conn in self.idle:
-            self.idle.remove(conn)
+        with self.lock:
+            if conn in self.idle:
+                self.idle.remove(conn)
         self._next()
 
     def _next(self) -> None:

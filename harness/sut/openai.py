@@ -95,6 +95,7 @@ class OpenAISUT:
 
     name = "openai"
     streaming = True
+    submit_inline = True  # submit writes the request from the caller's thread (or queues it), never blocks
     concurrency = 1  # one Offline worker: generate() itself sends a whole batch concurrently
 
     def __init__(self, params: OpenAIParams, tokenizer: Any, max_new_tokens: int, key: str | None) -> None:
@@ -166,9 +167,9 @@ class OpenAISUT:
         del samples  # the server tokenizes its own prompts
 
     def submit(self, sample: Sample, stream: TokenStream) -> None:
-        # A plain callback, not a coroutine, run before the next chunk the loop handles: the
-        # request is written at once, not after the other streams' chunks (TTFT fidelity).
-        self._client.call_soon_threadsafe(self._stream, sample, stream)
+        # Written from LoadGen's thread when a pooled connection is idle: no wait for the loop's
+        # thread to wake or to finish other streams' chunks, which would count in TTFT.
+        self._stream(sample, stream)
 
     def generate(self, batch: Sequence[Sample]) -> list[Completion]:
         return self._call(self._batch(batch))
@@ -220,7 +221,8 @@ class OpenAISUT:
             raise
 
     def _stream(self, sample: Sample, stream: TokenStream) -> None:
-        """One streamed request, on the loop's thread; tokens go to ``stream`` as chunks arrive."""
+        """One streamed request, sent from the calling thread; tokens go to ``stream`` as chunks
+        arrive, on the loop's thread."""
         first: list[int] = []  # what was emitted as the first token, when counting client-side
 
         def on_delta(text: str, ids: list[int] | None) -> None:
@@ -234,8 +236,7 @@ class OpenAISUT:
 
         def on_done(reply: Reply | None, error: RequestError | None) -> None:
             if error is not None or reply is None:
-                self.counts.errors += 1
-                stream.fail(error or RequestError("no reply"))
+                self._fail(stream, error or RequestError("no reply"))
                 return
             try:
                 ids = self._output_ids(reply)
@@ -250,10 +251,13 @@ class OpenAISUT:
 
         self.counts.requests += 1
         try:
-            start(self._client, self.endpoint, self._body(sample, True), on_delta, on_done)
+            start(self._client, self.endpoint, self._body(sample, True), on_delta, on_done, threadsafe=True)
         except Exception as exc:  # e.g. a body json cannot encode: the sample fails, the run goes on
-            self.counts.errors += 1
-            stream.fail(exc)
+            self._loop.call_soon_threadsafe(self._fail, stream, exc)  # counts change on the loop's thread only
+
+    def _fail(self, stream: TokenStream, error: BaseException) -> None:
+        self.counts.errors += 1
+        stream.fail(error)
 
     async def _batch(self, batch: Sequence[Sample]) -> list[Completion]:
         stream = self.params.stream_offline

@@ -166,10 +166,11 @@ OnReply = Callable[["Reply | None", "RequestError | None"], None]
 
 
 def start(client: http1.Client, endpoint: Endpoint, body: Mapping[str, Any], on_delta: OnDelta | None,
-          on_done: OnReply) -> http1.Exchange:
-    """Send one request from the loop's thread, written at once when a pooled connection is free;
-    streamed (SSE) when ``body["stream"]``. ``on_done(reply, None)`` or ``on_done(None, error)``
-    comes once, on the loop's thread.
+          on_done: OnReply, *, threadsafe: bool = False) -> http1.Exchange | None:
+    """Send one request, written at once when a pooled connection is free; streamed (SSE) when
+    ``body["stream"]``. From the loop's thread (returns the exchange), or from any thread with
+    ``threadsafe`` (``http1.Client.start_threadsafe``; returns None). ``on_delta`` and
+    ``on_done(reply, None)`` or ``on_done(None, error)`` (once) come on the loop's thread.
 
     A stream counts as complete on ``data: [DONE]`` or a finish_reason; a connection that ends
     before either is an error (a cut stream must not pass as a short answer).
@@ -193,8 +194,9 @@ def start(client: http1.Client, endpoint: Endpoint, body: Mapping[str, Any], on_
         reply.t_end = time.perf_counter()
         on_done(reply, None)
 
-    return client.start("POST", endpoint.path, headers=endpoint.headers, body=json.dumps(body).encode(),
-                        on_body=sse.feed if sse is not None else None, on_done=done)
+    send_ = client.start_threadsafe if threadsafe else client.start
+    return send_("POST", endpoint.path, headers=endpoint.headers, body=json.dumps(body).encode(),
+                 on_body=sse.feed if sse is not None else None, on_done=done)
 
 
 def request_error(exc: BaseException) -> RequestError:

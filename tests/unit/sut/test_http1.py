@@ -29,6 +29,7 @@ class ScriptedServer:
     def __init__(self, answers: list[bytes | Callable], piece: int = 0, close_after: bool = False) -> None:
         self.answers, self.piece, self.close_after = answers, piece, close_after
         self.requests: list[bytes] = []
+        self.arrivals: list[float] = []  # perf_counter() when each request had been read
         self.connections = 0
         self.open = 0
         self.most_open = 0
@@ -46,6 +47,7 @@ class ScriptedServer:
                 length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
                                if line.lower().startswith(b"content-length:")), 0)
                 self.requests.append(head + await reader.readexactly(length))
+                self.arrivals.append(time.perf_counter())
                 answer = self.answers[min(len(self.requests), len(self.answers)) - 1]
                 if callable(answer):
                     await answer(writer)
@@ -295,3 +297,88 @@ def test_not_an_http_url_is_refused():
             http1.Client("ftp://x/v1", limit=1, connect_timeout_s=1, read_timeout_s=1)
 
     run(go())
+
+
+class LoopThread:
+    """An event loop on its own thread, as OpenAISUT runs its client; ``call`` runs a coroutine there."""
+
+    def __enter__(self) -> LoopThread:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        return self
+
+    def call(self, coro) -> object:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(10)
+
+    def __exit__(self, *exc: object) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+def test_start_threadsafe_writes_from_the_calling_thread_while_the_loop_is_busy():
+    """The request leaves at once even when the client's loop cannot run (busy with other
+    streams' chunks, or not yet awake); the answer is then read, and on_done called, on the loop."""
+    server = ScriptedServer([length_response(b"a")])
+    with LoopThread() as srv, LoopThread() as cli:
+        url = srv.call(server.__aenter__())
+
+        async def make() -> http1.Client:
+            c = client(url, limit=1)
+            await c.warm(1)
+            return c
+
+        c = cli.call(make())
+        done = threading.Event()
+        result: list = []
+
+        def on_done(resp, error) -> None:
+            result.append((threading.get_ident(), resp, error, time.perf_counter()))
+            done.set()
+
+        busy = threading.Event()
+
+        def block() -> None:
+            busy.set()
+            time.sleep(0.5)  # the client's loop is stuck here (the GIL is free)
+
+        cli.loop.call_soon_threadsafe(block)
+        busy.wait(5)
+        sent = time.perf_counter()
+        c.start_threadsafe("POST", "/v1/x", body=b"{}", on_done=on_done)
+        assert done.wait(5)
+        cli.call(c.close())
+        srv.call(server.__aexit__())
+    thread, resp, error, answered = result[0]
+    assert error is None and resp.status == 200 and resp.body == b"a"
+    assert thread == cli.thread.ident
+    assert server.arrivals[0] - sent < 0.25  # read by the server while the client's loop was blocked
+    assert answered - sent >= 0.4  # ... and answered only once the loop ran again
+
+
+def test_start_threadsafe_with_no_idle_connection_hands_the_request_to_the_loop():
+    server = ScriptedServer([length_response(b"a"), length_response(b"b"), length_response(b"c")])
+    with LoopThread() as srv, LoopThread() as cli:
+        url = srv.call(server.__aenter__())
+
+        async def make() -> http1.Client:
+            return client(url, limit=1)
+
+        c = cli.call(make())  # no connection open yet: the first request waits for one, the rest queue
+        results: list = []
+        all_done = threading.Semaphore(0)
+
+        def on_done(resp, error) -> None:
+            results.append((threading.get_ident(), resp.body if resp else error))
+            all_done.release()
+
+        for _ in range(3):
+            c.start_threadsafe("POST", "/v1/x", body=b"{}", on_done=on_done)
+        assert all(all_done.acquire(timeout=5) for _ in range(3))
+        cli.call(c.close())
+        c.start_threadsafe("POST", "/v1/x", body=b"{}", on_done=on_done)  # closed: fails, on the loop
+        assert all_done.acquire(timeout=5)
+        srv.call(server.__aexit__())
+    assert [r[1] for r in results[:3]] == [b"a", b"b", b"c"] and server.connections == 1
+    assert isinstance(results[3][1], http1.HTTPError) and "closed" in str(results[3][1])
+    assert {r[0] for r in results} == {cli.thread.ident}
