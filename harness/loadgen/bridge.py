@@ -2,7 +2,9 @@
 
 LoadGen calls ``issue_cb`` on its own thread holding the GIL, so it only enqueues. A dispatcher
 thread hands streamed samples to ``SUT.submit`` (Server, SingleStream) or forms length-sorted
-batches for worker threads calling ``SUT.generate`` (Offline). Each sample's :class:`_Pending`
+batches for worker threads calling ``SUT.generate`` (Offline). A SUT whose ``submit`` never
+blocks (``submit_inline``, e.g. ``sut=openai``) is called on LoadGen's thread directly, so no
+thread wake-up sits between LoadGen's clock and the request leaving. Each sample's :class:`_Pending`
 handle reports the first token (``FirstTokenComplete``) and the end (``QuerySamplesComplete``)
 with the output as int32 token-id bytes and its ``n_tokens``.
 
@@ -134,10 +136,14 @@ class _Bridge:
         self.closed = threading.Event()
         self.threads: list[threading.Thread] = []
         self.n_workers = max(1, options.workers or sut.concurrency)
+        self.inline = streaming and bool(getattr(sut, "submit_inline", False))
 
     # -- LoadGen callbacks (LoadGen's threads) -------------------------------------------
     def issue(self, query_samples: list) -> None:
-        self.inbox.put(query_samples)
+        if self.inline:
+            self._take(query_samples)
+        else:
+            self.inbox.put(query_samples)
 
     def flush(self) -> None:
         pass
@@ -193,20 +199,23 @@ class _Bridge:
             item = self.inbox.get()
             if item is _STOP:
                 return
-            pendings = [_Pending(self, qs.id, self.samples[qs.index]) for qs in item]
-            with self.lock:
-                self.stats.issued += len(pendings)
-                for p in pendings:
-                    self.outstanding[p.qid] = p
-            if self.streaming:
-                for p in pendings:
-                    self._submit(p)
-            else:
-                # Similar lengths in one batch waste less padding; LoadGen's order is random.
-                pendings.sort(key=lambda p: len(p.sample.prompt))
-                size = max(1, self.sut.max_batch_size)
-                for i in range(0, len(pendings), size):
-                    self.batches.put(pendings[i:i + size])
+            self._take(item)
+
+    def _take(self, query_samples: list) -> None:
+        pendings = [_Pending(self, qs.id, self.samples[qs.index]) for qs in query_samples]
+        with self.lock:
+            self.stats.issued += len(pendings)
+            for p in pendings:
+                self.outstanding[p.qid] = p
+        if self.streaming:
+            for p in pendings:
+                self._submit(p)
+        else:
+            # Similar lengths in one batch waste less padding; LoadGen's order is random.
+            pendings.sort(key=lambda p: len(p.sample.prompt))
+            size = max(1, self.sut.max_batch_size)
+            for i in range(0, len(pendings), size):
+                self.batches.put(pendings[i:i + size])
 
     def _submit(self, p: _Pending) -> None:
         if self.failing_fast:

@@ -111,7 +111,13 @@ class SUT(Protocol):
 
 @runtime_checkable
 class StreamingSUT(SUT, Protocol):
-    """A SUT that streams tokens, as Server and SingleStream require."""
+    """A SUT that streams tokens, as Server and SingleStream require.
+
+    A SUT whose ``submit`` only hands the request on and never blocks (microseconds: an HTTP
+    request written to a socket) may set ``submit_inline = True``: the bridge then calls it on
+    LoadGen's issuing thread instead of handing the query to its dispatcher thread first, a
+    thread wake-up that LoadGen would count in the time to first token.
+    """
 
     def submit(self, sample: Sample, stream: TokenStream) -> None:
         """Start generating for one sample and return at once; report to ``stream``."""
