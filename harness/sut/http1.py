@@ -128,6 +128,7 @@ class _Connection(asyncio.Protocol):
         self.last = 0.0  # time.monotonic() of the last write or read, for the read timeout
         self.fd = -1  # the socket, for writes from other threads (plain TCP on POSIX only)
         self.dead = False  # connection_lost has begun: no other thread may write any more
+        self.writing = threading.Lock()  # held by another thread's write, and by connection_lost
 
     # -- asyncio.Protocol ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -155,8 +156,8 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         # asyncio closes the socket after this returns; a write from another thread either
-        # finished before (it holds the lock) or sees ``dead`` and leaves the fd alone.
-        with self.client.lock:
+        # finished before (it holds ``writing``) or sees ``dead`` and leaves the fd alone.
+        with self.writing:
             self.dead = True
         ex = self.ex
         self.ex = None
@@ -182,21 +183,22 @@ class _Connection(asyncio.Protocol):
             self.fail(exc)
 
     def start_here(self, ex: Exchange) -> bool:
-        """``start`` from a thread other than the loop's, holding ``client.lock``, on an idle
-        connection taken from the pool; False (nothing written) when this connection cannot be
-        written from here: the caller hands the request to the loop instead."""
-        transport = self.transport
-        if (self.fd < 0 or self.dead or transport is None or transport.is_closing()
-                or transport.get_write_buffer_size()):
-            return False
-        self._begin(ex)  # before the write: the answer may be read before os.write returns
-        try:
-            sent = os.write(self.fd, ex.request)
-        except BlockingIOError:
-            sent = 0
-        except OSError as exc:  # the peer is gone: the loop's connection_lost settles or resends
-            log.debug("writing a request from another thread failed: %s", exc)
-            return True
+        """``start`` from a thread other than the loop's, on an idle connection taken from the
+        pool; False (nothing written) when this connection cannot be written from here: the
+        caller hands the request to the loop instead."""
+        with self.writing:
+            transport = self.transport
+            if (self.fd < 0 or self.dead or transport is None or transport.is_closing()
+                    or transport.get_write_buffer_size()):
+                return False
+            self._begin(ex)  # before the write: the answer may be read before os.write returns
+            try:
+                sent = os.write(self.fd, ex.request)
+            except BlockingIOError:
+                sent = 0
+            except OSError as exc:  # the peer is gone: the loop's connection_lost settles or resends
+                log.debug("writing a request from another thread failed: %s", exc)
+                return True
         if sent < len(ex.request):  # the socket buffer is full: the loop writes the rest, in order
             self.client.loop.call_soon_threadsafe(self._write_rest, ex, ex.request[sent:])
         return True
@@ -293,28 +295,29 @@ class _Connection(asyncio.Protocol):
     def _chunked(self, data: bytes) -> None:
         f = self.f
         buf = self.buf + data if self.buf else data
-        while buf and self.ex is not None:
+        pos, end = 0, len(buf)  # parsed up to ``pos``: a read of many chunks is not copied over and over
+        while pos < end and self.ex is not None:
             if f.kind == "chunk-data":
-                take = buf[:f.left]
-                buf = buf[len(take):]
+                take = buf[pos:pos + f.left]
+                pos += len(take)
                 f.left -= len(take)
                 self._body(take)
                 if f.left == 0:
                     f.kind = "chunk-crlf"
             elif f.kind == "chunk-crlf":
-                if len(buf) < 2:
+                if end - pos < 2:
                     break
-                if buf[:2] != b"\r\n":
+                if buf[pos:pos + 2] != b"\r\n":
                     raise ProtocolError("malformed chunked body")
-                buf = buf[2:]
+                pos += 2
                 f.kind = "chunk-size"
             else:  # chunk-size or trailer: one line
-                i = buf.find(b"\r\n")
+                i = buf.find(b"\r\n", pos)
                 if i < 0:
-                    if len(buf) > MAX_HEAD:
+                    if end - pos > MAX_HEAD:
                         raise ProtocolError("malformed chunked body")
                     break
-                line, buf = buf[:i], buf[i + 2:]
+                line, pos = buf[pos:i], i + 2
                 if f.kind == "trailer":
                     if not line:
                         self._finish(reusable=True)
@@ -325,7 +328,7 @@ class _Connection(asyncio.Protocol):
                 except ValueError:
                     raise ProtocolError(f"malformed chunk size {line[:20]!r}") from None
                 f.kind, f.left = ("chunk-data", size) if size else ("trailer", 0)
-        self.buf = buf
+        self.buf = buf[pos:] if pos else buf
 
     def _body(self, data: bytes) -> None:
         f = self.f
@@ -410,9 +413,9 @@ class Client:
         self.queue: collections.deque[Exchange] = collections.deque()
         self.closed = False
         self.incoming: collections.deque[tuple[Callable[..., None], tuple]] = collections.deque()
-        # Guards ``idle`` and each connection's ``dead`` between the loop's thread and threads
-        # writing with start_threadsafe (reentrant: a completion callback may start a request).
-        self.lock = threading.RLock()
+        # Guards ``idle`` between the loop's thread and threads calling start_threadsafe; held
+        # for list operations only, never across a system call.
+        self.lock = threading.Lock()
         self._watch = self.loop.call_later(self._watch_every(), self._watchdog)
 
     async def __aenter__(self) -> Client:
@@ -447,12 +450,16 @@ class Client:
         ex = Exchange(self.request_bytes(method, path, headers or {}, body), on_body, on_done)
         if self.ssl is None:
             with self.lock:
-                if self.idle and not self.closed:
-                    conn = self.idle.pop()
-                    if conn.start_here(ex):
-                        return
-                    self.idle.append(conn)  # closing, say: the loop sorts it out
+                conn = self.idle.pop() if self.idle and not self.closed else None
+            if conn is not None:
+                if conn.start_here(ex):
+                    return
+                self.call_soon_threadsafe(self._take_back, conn)  # closing, say: the loop decides
         self.call_soon_threadsafe(self._dispatch_new, ex)
+
+    def _take_back(self, conn: _Connection) -> None:
+        if conn.transport is not None and not conn.transport.is_closing() and not conn.dead:
+            self._idle(conn)
 
     def _dispatch_new(self, ex: Exchange) -> None:
         if self.closed:

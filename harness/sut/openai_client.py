@@ -122,9 +122,12 @@ def _take(reply: Reply, obj: Mapping[str, Any], api: Api, on_delta: OnDelta | No
             reply.chunks += 1
             reply.text.append(text)
             if ids is not None:
-                reply.token_ids = (reply.token_ids or []) + [int(i) for i in ids]
+                ids = [int(i) for i in ids]
+                if reply.token_ids is None:
+                    reply.token_ids = []
+                reply.token_ids.extend(ids)  # not a new list per chunk: long answers stay linear
             if on_delta is not None:
-                on_delta(text, [int(i) for i in ids] if ids is not None else None)
+                on_delta(text, ids)
         if choice.get("finish_reason"):
             reply.finish_reason = choice["finish_reason"]
 
