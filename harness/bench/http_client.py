@@ -22,6 +22,12 @@ server on the last core, the client on the others, as if on two machines) or whe
 them (``shared``); by default every figure is measured both ways. Sharing two cores, a burst of
 32 chunks on one side delays the other side's reads; split, a core that sat idle takes longer to
 wake (a few hundred µs on this VM), which matters most at 1 stream. Capacity figures are a floor.
+
+Repeats (``--repeat N``): each fidelity measurement is made N times, and the median p50 and p99
+over the runs are reported with the range of the p99s. A p99 over a few hundred requests is set
+by a handful of them, and on a virtual machine a few are hit by the host taking the CPU away for
+milliseconds. How often that happened is measured first (``stalls``): one busy process per core,
+all at once, noting every gap of 1 ms or more in its own progress.
 """
 
 from __future__ import annotations
@@ -187,6 +193,49 @@ def capacity(client: str, exe: str, *, streams: int, short: int, long: int, toke
             "cpu_us_per_token": (r_long.cpu_s - r_short.cpu_s) / extra_tokens * 1e6 if extra_tokens > 0 else None}
 
 
+_PROBE = """
+import json, sys, time
+end = time.perf_counter() + float(sys.argv[1])
+last = time.perf_counter()
+gaps = []
+while last < end:
+    now = time.perf_counter()
+    if now - last >= 0.001:
+        gaps.append(now - last)
+    last = now
+print(json.dumps(gaps))
+"""
+
+
+def stalls(seconds: float = 5.0) -> dict:
+    """How often this machine stops a busy process for 1 ms or more: one probe per core, all at
+    once (as during a run, when both sides are busy), each pinned where pinning is possible."""
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [None]
+    procs = []
+    for core in cores:
+        proc = subprocess.Popen([sys.executable, "-c", _PROBE, str(seconds)], stdout=subprocess.PIPE, text=True)
+        pin(proc.pid, None if core is None else {core})
+        procs.append(proc)
+    gaps = [g for proc in procs for g in json.loads(proc.communicate()[0])]
+    per_s = len(cores) * seconds
+    return {"cores": len(cores), "seconds": seconds, "stalls_1ms_per_core_s": sum(g >= 0.001 for g in gaps) / per_s,
+            "stalls_2ms_per_core_s": sum(g >= 0.002 for g in gaps) / per_s,
+            "longest_ms": max(gaps, default=0.0) * 1000}
+
+
+def summarize(runs: list[dict]) -> dict:
+    """Repeated fidelity runs of one client: median p50 and p99 over the runs, and the p99 range."""
+    out = {k: runs[0][k] for k in ("client", "streams", "placement", "sent")}
+    out.update(runs=len(runs), measured=sum(r["measured"] for r in runs), rc=max((r["rc"] for r in runs), key=abs),
+               log=runs[-1]["log"])
+    for metric in ("ttft_err_ms", "tpot_err_ms"):
+        p99s = [r[metric]["p99"] for r in runs]
+        out[metric] = {"p50": float(np.median([r[metric]["p50"] for r in runs])), "p99": float(np.median(p99s)),
+                       "p99_min": min(p99s), "p99_max": max(p99s)}
+    out["each"] = runs
+    return out
+
+
 def _main_drive(argv: list[str]) -> None:
     ap = argparse.ArgumentParser(prog="python -m harness.bench.http_client drive",
                                  description="the harness's HTTP client, closed loop, per-request times as JSONL")
@@ -199,6 +248,10 @@ def _main_drive(argv: list[str]) -> None:
     a.out.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
+def _range(m: dict) -> str:
+    return f" [{m['p99_min']:+.2f} to {m['p99_max']:+.2f}]"
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["drive"]:
@@ -209,6 +262,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--aiperf", metavar="PATH", help="the aiperf executable (in its own venv) to compare with")
     ap.add_argument("--guidellm", metavar="PATH", help="the guidellm executable (in its own venv) to compare with")
     ap.add_argument("--streams", type=int, default=64, help="concurrent streams of the capacity runs")
+    ap.add_argument("--repeat", type=int, default=1, metavar="N",
+                    help="make each fidelity measurement N times: median p50 and p99, and the p99 range")
     ap.add_argument("--json", type=Path, help="also write every figure to this file")
     ap.add_argument("--skip", choices=("fidelity", "capacity"), action="append", default=[])
     ap.add_argument("--placement", choices=("both", "split", "shared"), default="both",
@@ -220,24 +275,31 @@ def main(argv: list[str] | None = None) -> None:
     clients = [("harness", sys.executable)] + [(c, getattr(a, c)) for c in CLIENTS[1:] if getattr(a, c)]
     tokenizer = ensure_tiny_model()  # AIPerf/GuideLLM need a local tokenizer for their synthetic prompts
     n = 200 if a.quick else 600
-    report: dict[str, list] = {"fidelity": [], "capacity": []}
+    report: dict = {"fidelity": [], "capacity": []}
     wanted = {"split": [Placement.split()], "shared": [Placement()], "both": [Placement.split(), Placement()]}
     placements = list(dict.fromkeys(wanted[a.placement]))  # one core: split falls back to shared, once
-    print(f"machine: {os.cpu_count()} cores; fidelity: each run's first wave (as many requests as "
-          "streams) is warm-up, left out for every client")
+    report["stalls"] = st = stalls()
+    print(f"machine: {os.cpu_count()} cores; busy processes on every core at once were stopped for 1 ms or more "
+          f"{st['stalls_1ms_per_core_s']:.1f} times per core-second (2 ms or more: {st['stalls_2ms_per_core_s']:.1f}; "
+          f"longest {st['longest_ms']:.1f} ms)")
+    print("fidelity: each run's first wave (as many requests as streams) is warm-up, left out for every client"
+          + (f"; median of {a.repeat} runs, p99 range in brackets" if a.repeat > 1 else ""))
     with tempfile.TemporaryDirectory(prefix="http-client-bench-") as tmp:
         for placement in placements:
             print(f"placement: {placement}", flush=True)
             for streams in (1, 32) if "fidelity" not in a.skip else ():
                 for client, exe in clients:
-                    r = fidelity(client, exe, streams=streams, requests=n if streams > 1 else n // 2,
-                                 tokenizer=tokenizer, out=Path(tmp) / f"fid{streams}-{client}-{placement.name}",
-                                 placement=placement)
+                    r = summarize([fidelity(client, exe, streams=streams, requests=n if streams > 1 else n // 2,
+                                            tokenizer=tokenizer, placement=placement,
+                                            out=Path(tmp) / f"fid{streams}-{client}-{placement.name}-{i}")
+                                   for i in range(a.repeat)])
                     report["fidelity"].append(r)
-                    print(f"fidelity  {client:<8} {streams:>2} streams, {r['measured']}/{r['sent']} requests "
-                          f"(server: TTFT 20 ms, TPOT 5 ms, 32 tokens): client - server TTFT p50 "
-                          f"{r['ttft_err_ms']['p50']:+.2f} ms p99 {r['ttft_err_ms']['p99']:+.2f} ms; TPOT p50 "
-                          f"{r['tpot_err_ms']['p50']:+.3f} ms p99 {r['tpot_err_ms']['p99']:+.3f} ms"
+                    t, o = r["ttft_err_ms"], r["tpot_err_ms"]
+                    ranges = a.repeat > 1
+                    print(f"fidelity  {client:<8} {streams:>2} streams, {r['measured']}/{r['sent'] * a.repeat} "
+                          f"requests (server: TTFT 20 ms, TPOT 5 ms, 32 tokens): client - server TTFT p50 "
+                          f"{t['p50']:+.2f} ms p99 {t['p99']:+.2f} ms" + (_range(t) if ranges else "")
+                          + f"; TPOT p50 {o['p50']:+.3f} ms p99 {o['p99']:+.3f} ms" + (_range(o) if ranges else "")
                           + ("" if r["rc"] == 0 else f"  [exit {r['rc']}, see {r['log']}]"), flush=True)
             short, long = (200, 1000) if a.quick else (500, 3000)
             for client, exe in clients if "capacity" not in a.skip else ():
