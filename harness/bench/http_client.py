@@ -27,7 +27,9 @@ Repeats (``--repeat N``): each fidelity measurement is made N times, and the med
 over the runs are reported with the range of the p99s. A p99 over a few hundred requests is set
 by a handful of them, and on a virtual machine a few are hit by the host taking the CPU away for
 milliseconds. How often that happened is measured first (``stalls``): one busy process per core,
-all at once, noting every gap of 1 ms or more in its own progress.
+all at once, noting every gap of 1 ms or more in its own progress. And for each placement, the
+floor any client pays (``wakeup``): how long one process, blocked in a read, takes to see 8 bytes
+another process wrote after 5 ms of quiet (a streamed token's trip, with no HTTP and no parsing).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -223,6 +226,43 @@ def stalls(seconds: float = 5.0) -> dict:
             "longest_ms": max(gaps, default=0.0) * 1000}
 
 
+_SEND = """
+import socket, struct, sys, time
+s = socket.socket(fileno=int(sys.argv[1]))
+for _ in range(int(sys.argv[2])):
+    time.sleep(float(sys.argv[3]))
+    s.sendall(struct.pack("d", time.perf_counter()))
+"""
+_RECEIVE = """
+import json, socket, struct, sys, time
+s = socket.socket(fileno=int(sys.argv[1]))
+out = []
+for _ in range(int(sys.argv[2])):
+    data = b""
+    while len(data) < 8:
+        data += s.recv(8 - len(data))
+    out.append(time.perf_counter() - struct.unpack("d", data)[0])
+print(json.dumps(out))
+"""
+
+
+def wakeup(placement: Placement, n: int = 400, quiet_s: float = 0.005) -> dict:
+    """The floor under every client's error: one process (placed as the server) writes 8 bytes
+    after ``quiet_s`` of sleep, another (placed as the client) blocked in a read sees them; p50
+    and p99 of that delay, µs. On a VM, an idle virtual CPU can be slow to wake."""
+    a, b = socket.socketpair()
+    with a, b:
+        tx = subprocess.Popen([sys.executable, "-c", _SEND, str(a.fileno()), str(n), str(quiet_s)],
+                              pass_fds=[a.fileno()])
+        rx = subprocess.Popen([sys.executable, "-c", _RECEIVE, str(b.fileno()), str(n)], pass_fds=[b.fileno()],
+                              stdout=subprocess.PIPE, text=True)
+        pin(tx.pid, placement.server)
+        pin(rx.pid, placement.client)
+    delays = json.loads(rx.communicate(timeout=60)[0])
+    tx.wait(timeout=10)
+    return {"p50_us": float(np.percentile(delays, 50) * 1e6), "p99_us": float(np.percentile(delays, 99) * 1e6)}
+
+
 def summarize(runs: list[dict]) -> dict:
     """Repeated fidelity runs of one client: median p50 and p99 over the runs, and the p99 range."""
     out = {k: runs[0][k] for k in ("client", "streams", "placement", "sent")}
@@ -286,7 +326,10 @@ def main(argv: list[str] | None = None) -> None:
           + (f"; median of {a.repeat} runs, p99 range in brackets" if a.repeat > 1 else ""))
     with tempfile.TemporaryDirectory(prefix="http-client-bench-") as tmp:
         for placement in placements:
-            print(f"placement: {placement}", flush=True)
+            floor = wakeup(placement)
+            report.setdefault("wakeup", []).append({"placement": str(placement), **floor})
+            print(f"placement: {placement}; a token's trip between two processes after 5 ms of quiet (the "
+                  f"floor for any client): p50 {floor['p50_us']:.0f} us, p99 {floor['p99_us']:.0f} us", flush=True)
             for streams in (1, 32) if "fidelity" not in a.skip else ():
                 for client, exe in clients:
                     r = summarize([fidelity(client, exe, streams=streams, requests=n if streams > 1 else n // 2,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.bench.http_client import stalls, summarize
+from harness.bench.http_client import Placement, stalls, summarize, wakeup
 
 
 def one(p50: float, p99: float, rc: int = 0) -> dict:
@@ -25,3 +25,8 @@ def test_a_stall_probe_runs_on_every_core_and_counts_per_core_second():
     assert st["cores"] >= 1 and st["seconds"] == 0.3
     assert 0 <= st["stalls_2ms_per_core_s"] <= st["stalls_1ms_per_core_s"]
     assert st["longest_ms"] == 0 or st["longest_ms"] >= 1.0  # only gaps of 1 ms or more are kept
+
+
+def test_the_wakeup_floor_is_measured_between_two_processes():
+    floor = wakeup(Placement(), n=20, quiet_s=0.001)
+    assert 0 < floor["p50_us"] <= floor["p99_us"] < 1e6  # a delay was seen, under a second
