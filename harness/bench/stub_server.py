@@ -310,6 +310,7 @@ class StampedSocket(socket.socket):
         if _SO_TIMESTAMPNS is None:
             return super().recv(bufsize, flags)
         data, ancillary, _, _ = self.recvmsg(bufsize, _ANCILLARY, flags)
+        self.stamp = 0.0  # never an earlier read's time
         for level, kind, raw in ancillary:
             if level == socket.SOL_SOCKET and kind == _SCM_TIMESTAMPNS and len(raw) >= 16:
                 sec, ns = _TIMESPEC.unpack_from(raw)
@@ -318,7 +319,22 @@ class StampedSocket(socket.socket):
 
 
 class StampingListener(socket.socket):
-    """The listening socket: accepted connections are StampedSockets with timestamps turned on."""
+    """The listening socket: accepted connections are StampedSockets with timestamps turned on.
+
+    Timestamping is turned on here first: the kernel switches it on for the whole machine
+    asynchronously when the first socket asks, so bytes arriving at that moment carry none.
+    """
+
+    @classmethod
+    def open(cls, host: str, port: int) -> StampingListener:
+        listener = cls(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if _SO_TIMESTAMPNS is not None:
+            with contextlib.suppress(OSError):
+                listener.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+        listener.bind((host, port))
+        listener.listen(1024)
+        return listener
 
     def accept(self) -> tuple[socket.socket, Any]:
         fd, addr = self._accept()  # type: ignore[attr-defined]
@@ -339,10 +355,7 @@ _ANCILLARY = socket.CMSG_SPACE(_TIMESPEC.size) if hasattr(socket, "CMSG_SPACE") 
 
 async def _serve(stub: Stub, host: str, port: int) -> None:
     loop = asyncio.get_running_loop()
-    listener = StampingListener(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind((host, port))
-    listener.listen(1024)
+    listener = StampingListener.open(host, port)
     listener.setblocking(False)
     server = await loop.create_server(lambda: Connection(stub), sock=listener)
     print(f"stub: http://{host}:{server.sockets[0].getsockname()[1]}/v1", flush=True)

@@ -13,14 +13,20 @@ from harness.bench.stub_server import StampedSocket, StampingListener
 
 @pytest.mark.skipif(sys.platform != "linux", reason="SO_TIMESTAMPNS is Linux's")
 def test_a_read_late_is_stamped_with_when_the_bytes_arrived():
-    listener = StampingListener(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
+    listener = StampingListener.open("127.0.0.1", 0)
     with listener, socket.create_connection(listener.getsockname(), timeout=5) as sender:
         conn, _ = listener.accept()
         with conn:
             assert isinstance(conn, StampedSocket)
             assert conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+            # The kernel turns timestamping on asynchronously the first time a socket asks for it
+            # (the stub's first request may go unstamped and be stamped at its read): wait for it.
+            deadline = time.monotonic() + 5
+            while not conn.stamp and time.monotonic() < deadline:
+                sender.sendall(b"x")
+                assert conn.recv(16) == b"x"
+                time.sleep(0.01)
+            assert conn.stamp, "no kernel receive timestamp within 5 s"
             before = time.perf_counter()
             sender.sendall(b"GET / HTTP/1.1\r\n\r\n")
             after = time.perf_counter()
