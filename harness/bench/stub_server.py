@@ -319,10 +319,10 @@ class StampedSocket(socket.socket):
 
 
 class StampingListener(socket.socket):
-    """The listening socket: accepted connections are StampedSockets with timestamps turned on.
+    """The listening socket: accepted connections are StampedSockets, and inherit its timestamping.
 
-    Timestamping is turned on here first: the kernel switches it on for the whole machine
-    asynchronously when the first socket asks, so bytes arriving at that moment carry none.
+    Timestamping is turned on here, before any connection: the kernel switches it on for the
+    whole machine asynchronously when the first socket asks, so bytes arriving then carry none.
     """
 
     @classmethod
@@ -330,7 +330,7 @@ class StampingListener(socket.socket):
         listener = cls(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if _SO_TIMESTAMPNS is not None:
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError):  # no kernel timestamps: reads are stamped when they happen
                 listener.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
         listener.bind((host, port))
         listener.listen(1024)
@@ -340,9 +340,6 @@ class StampingListener(socket.socket):
         fd, addr = self._accept()  # type: ignore[attr-defined]
         conn = StampedSocket(self.family, self.type, self.proto, fileno=fd)
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # each chunk goes out when written
-        if _SO_TIMESTAMPNS is not None:
-            with contextlib.suppress(OSError):  # no kernel timestamps: reads are stamped when they happen
-                conn.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
         return conn, addr
 
 
