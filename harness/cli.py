@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from harness.config import CONF_DIR, quote_null_sut, register_scenarios
-from harness.errors import HarnessError, OutputError
+from harness.errors import HarnessError
 from harness.results import RunResult, round_table
 from harness.tracking import JobInfo, TrackingSession
 
@@ -52,11 +52,8 @@ def _job(cfg) -> None:
         raw = OmegaConf.to_container(cfg, resolve=True)
         config = load_config(raw)
         redactor = Redactor.collect(raw)
-        try:
-            env = environment.capture(job.overrides, redactor)
-            environment.write(job.output_dir, env)
-        except OSError as exc:
-            raise OutputError(f"output directory {job.output_dir} is not writable: {exc.strerror or exc}") from exc
+        env = environment.capture(job.overrides, redactor)
+        environment.write(job.output_dir, env)
     except HarnessError as exc:
         sys.stderr.write(f"error: {exc}\n")
         _exit_codes.append(exc.exit_code)

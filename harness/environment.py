@@ -29,6 +29,7 @@ from typing import Any
 
 from harness import __version__
 from harness.config import REPO_ROOT
+from harness.errors import OutputError
 from harness.redact import Redactor
 
 log = logging.getLogger(__name__)
@@ -70,8 +71,12 @@ def capture(rerun_args: Sequence[str] = (), redactor: Redactor | None = None) ->
 
 
 def write(output_dir: Path, env: dict[str, Any]) -> Path:
+    """``environment.json`` in ``output_dir``; OutputError when it cannot be written."""
     path = Path(output_dir) / ENV_FILE
-    path.write_text(json.dumps(env, indent=2) + "\n", encoding="utf-8")
+    try:
+        path.write_text(json.dumps(env, indent=2) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise OutputError(f"output directory {output_dir} is not writable: {exc.strerror or exc}") from exc
     return path
 
 

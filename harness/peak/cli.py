@@ -20,7 +20,7 @@ from typing import Any
 
 from harness.cli import run_hydra, tracked_run
 from harness.config import HarnessConfig, LatencyLimits, to_dict
-from harness.errors import HarnessError, OutputError, ResultError
+from harness.errors import HarnessError, ResultError
 from harness.peak import report
 from harness.peak.search import Outcome, Probe, Search, Step, failed_outcome, probe_from
 from harness.peak.settings import PeakConfig, confirm_config, probe_config, probe_overrides, start_rate
@@ -82,10 +82,7 @@ class Runner:
                                                                                     qps, step)]
         env = _with_rerun(self.env, "harness", args, self.redactor)
         prepare_output_dir(out)
-        try:
-            environment.write(out, env)
-        except OSError as exc:
-            raise OutputError(f"output directory {out} is not writable: {exc.strerror or exc}") from exc
+        environment.write(out, env)
         job = JobInfo(output_dir=out, overrides=tuple(args), round_dir=self.search_dir, job_num=n,
                       argv=("harness", *args), tags=(("peak_step", step),))
         started = time.monotonic()
@@ -123,11 +120,8 @@ def _job(cfg) -> None:
         config, settings = load(raw)
         limits = latency_limits(config)
         redactor = Redactor.collect(raw)
-        try:
-            env = _with_rerun(environment.capture(overrides, redactor), "harness-peak", list(overrides), redactor)
-            environment.write(search_dir, env)
-        except OSError as exc:
-            raise OutputError(f"output directory {search_dir} is not writable: {exc.strerror or exc}") from exc
+        env = _with_rerun(environment.capture(overrides, redactor), "harness-peak", list(overrides), redactor)
+        environment.write(search_dir, env)
     except HarnessError as exc:
         sys.stderr.write(f"error: {exc}\n")
         _exit_codes.append(exc.exit_code)
