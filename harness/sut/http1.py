@@ -135,7 +135,7 @@ class _Connection(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         sock = transport.get_extra_info("socket")
-        if sock is not None and self.client.ssl is None and os.name == "posix":
+        if sock is not None and self.client.writes_from_any_thread:
             self.fd = sock.fileno()
 
     def data_received(self, data: bytes) -> None:
@@ -403,6 +403,8 @@ class Client:
         host = f"[{u.hostname}]" if ":" in u.hostname else u.hostname  # an IPv6 literal
         self.authority = host if default else f"{host}:{self.port}"
         self.ssl = ssl.create_default_context() if u.scheme == "https" else None
+        # start_threadsafe writes the socket itself: plain TCP only (TLS state lives in the loop)
+        self.writes_from_any_thread = self.ssl is None and os.name == "posix"
         self.limit = limit
         self.connect_timeout_s = connect_timeout_s
         self.read_timeout_s = read_timeout_s
@@ -448,7 +450,7 @@ class Client:
         pooled connection can take it, else handed to the loop (``call_soon_threadsafe``); the
         answer and ``on_done`` come on the loop's thread either way."""
         ex = Exchange(self.request_bytes(method, path, headers or {}, body), on_body, on_done)
-        if self.ssl is None:
+        if self.writes_from_any_thread:
             with self.lock:
                 conn = self.idle.pop() if self.idle and not self.closed else None
             if conn is not None:
