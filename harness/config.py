@@ -235,6 +235,9 @@ class RunOptions:
     # Compliance TEST06 after a submission run's accuracy test (LLMs with token latencies):
     # null = only with benchmark.official=true, true = every submission run, false = never.
     compliance: bool | None = None
+    # Server/Interactive: a LoadGen-VALID run whose completions kept pace with less than this
+    # fraction of its arrivals is BEHIND, not VALID (harness.verdict.falling_behind); null: LoadGen alone.
+    min_completed_ratio: float | None = 0.95
 
 
 @dataclass(frozen=True)

@@ -10,13 +10,20 @@ from typing import Any
 
 from harness.config import LatencyLimits
 from harness.loadgen.logs import Percentiles, PerformanceResult
+from harness.verdict import Verdict
 
 RESULTS_FILE = "results.json"
 
 
 @dataclass(frozen=True)
 class RunResult:
-    """What one run measured. ``valid`` is None when no performance test ran (accuracy mode)."""
+    """What one run measured, and the harness's verdict on it (:mod:`harness.verdict`).
+
+    ``verdict`` is VALID, INVALID, BEHIND or FAILED (None: no performance test ran and nothing
+    failed, i.e. a good accuracy-only run); ``valid`` is ``verdict == "VALID"`` (None with it);
+    ``loadgen_valid`` is LoadGen's own ``result_validity``. A FAILED run's figures are null: they
+    would be computed from failed samples (LoadGen's are kept in ``extra.failed_run_figures``).
+    """
 
     scenario: str
     mode: str
@@ -44,6 +51,12 @@ class RunResult:
     # Bytes per decode step, achieved bandwidth and MFU against the machine's peaks (harness/roofline.py,
     # docs/ROOFLINE.md); null in results.json written before it existed.
     roofline: dict[str, Any] | None = None
+    verdict: str | None = None
+    # {metric, text, value, limit} per reason of a verdict other than VALID (invalid_reasons: their texts)
+    verdict_reasons: tuple[dict[str, Any], ...] = ()
+    loadgen_valid: bool | None = None
+    # Server/Interactive: completed vs scheduled samples/s and their pace ratio (harness.verdict.Pace)
+    pace: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -59,14 +72,27 @@ class RunResult:
         return path
 
     @classmethod
-    def from_perf(cls, perf: PerformanceResult | None, **kwargs: Any) -> RunResult:
-        """Combine LoadGen's performance result (if any) with the run's own facts."""
-        if perf is None:
-            return cls(valid=None, invalid_reasons=(), samples_per_second=None, tokens_per_second=None,
-                       ttft_ms=None, tpot_ms=None, latency_ms=None, **kwargs)
-        return cls(valid=perf.valid, invalid_reasons=perf.invalid_reasons,
-                   samples_per_second=perf.samples_per_second, tokens_per_second=perf.tokens_per_second,
-                   ttft_ms=perf.ttft_ms, tpot_ms=perf.tpot_ms, latency_ms=perf.latency_ms, **kwargs)
+    def from_perf(cls, perf: PerformanceResult | None, verdict: Verdict | None, **kwargs: Any) -> RunResult:
+        """Combine LoadGen's performance result (if any) and the verdict with the run's own facts."""
+        judged: dict[str, Any] = {"valid": None, "invalid_reasons": (), "verdict": None, "loadgen_valid": None}
+        if verdict is not None:
+            judged = {"valid": verdict.valid, "invalid_reasons": tuple(verdict.lines()), "verdict": verdict.status,
+                      "verdict_reasons": tuple(dataclasses.asdict(r) for r in verdict.reasons),
+                      "loadgen_valid": verdict.loadgen_valid,
+                      "pace": dataclasses.asdict(verdict.pace) if verdict.pace else None}
+        figures: dict[str, Any] = {"samples_per_second": None, "tokens_per_second": None, "ttft_ms": None,
+                                   "tpot_ms": None, "latency_ms": None}
+        if perf is not None:
+            measured = {"samples_per_second": perf.samples_per_second, "tokens_per_second": perf.tokens_per_second,
+                        "ttft_ms": perf.ttft_ms, "tpot_ms": perf.tpot_ms, "latency_ms": perf.latency_ms}
+            if verdict is not None and verdict.status == "FAILED":
+                extra = dict(kwargs.pop("extra", {}))
+                extra["failed_run_figures"] = {k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v
+                                               for k, v in measured.items()}
+                kwargs["extra"] = extra
+            else:
+                figures = measured
+        return cls(**judged, **figures, **kwargs)
 
 
 def _ms(p: Percentiles | None, attr: str = "p99") -> str:
@@ -83,25 +109,22 @@ def summary(result: RunResult) -> str:
     head = f"{result.scenario} · {result.mode} · {result.benchmark} ({result.model_key}) · sut={result.sut}"
     settings = "official settings" if result.official else "quick settings (not submittable)"
     lines = [head, f"  settings    {settings}"]
-    if result.valid is not None:
-        verdict = "VALID" if result.valid else "INVALID"
-        reasons = list(result.invalid_reasons)
-        limits = result.latency_limits
-        if limits is not None and result.ttft_ms and result.ttft_ms.p99 and result.ttft_ms.p99 > limits.ttft_ms:
-            reasons.insert(0, f"TTFT p99 {result.ttft_ms.p99:.1f} ms > {limits.ttft_ms:g} ms")
-        if limits is not None and result.tpot_ms and result.tpot_ms.p99 and result.tpot_ms.p99 > limits.tpot_ms:
-            reasons.insert(0, f"TPOT p99 {result.tpot_ms.p99:.1f} ms > {limits.tpot_ms:g} ms")
-        if reasons:
-            verdict += ": " + "; ".join(reasons)
+    lines += verdict_lines(result)
+    if result.verdict not in (None, "FAILED") and result.samples_per_second is not None:
         lines += [
-            f"  result      {verdict}",
             f"  throughput  {_num(result.samples_per_second, 'samples/s')}, "
             f"{_num(result.tokens_per_second, 'tokens/s')}",
             f"  latency     p50 {_ms(result.latency_ms, 'p50')}, p99 {_ms(result.latency_ms)}",
         ]
+        limits = result.latency_limits
         if result.ttft_ms is not None:
             lines.append(f"  TTFT / TPOT p99 {_ms(result.ttft_ms)} / {_ms(result.tpot_ms)}"
                          + (f"  (limits {limits.ttft_ms:g} / {limits.tpot_ms:g} ms)" if limits else ""))
+        pace = result.pace
+        if pace:
+            ratio = f", pace {pace['ratio']:.1%}" if pace.get("ratio") is not None else ""
+            lines.append(f"  pace        completed {pace['completed_qps']:,.2f}/s of {pace['scheduled_qps']:,.2f}/s "
+                         f"scheduled{ratio}")
     if result.accuracy is not None:
         lines += accuracy_lines(result.accuracy)
     line = roofline_line(result.roofline)
@@ -115,6 +138,21 @@ def summary(result: RunResult) -> str:
         lines += [f"    {m}" for m in result.error_messages[:5]]
     lines.append(f"  output      {result.output_dir}")
     return "\n".join(lines)
+
+
+def verdict_lines(result: RunResult) -> list[str]:
+    """The verdict, then one line per reason with its figure and its limit; LoadGen's own verdict
+    is named where it differs (its raw text is in harness.log)."""
+    if result.verdict is None:
+        return []
+    head = result.verdict
+    if result.verdict == "FAILED":
+        head += ": not a result, samples failed"
+    elif result.verdict == "BEHIND":
+        head += ": not a result at this rate, the queue grew"
+    if result.loadgen_valid is not None and result.loadgen_valid != (result.verdict == "VALID"):
+        head += f"  (LoadGen: {'VALID' if result.loadgen_valid else 'INVALID'})"
+    return [f"  result      {head}"] + [f"              {line}" for line in result.invalid_reasons]
 
 
 def _gbs(value: float) -> str:
@@ -175,7 +213,7 @@ def round_table(results: list[RunResult]) -> str:
               f"{'TTFT p99':>11}{'TPOT p99':>11}  errors")
     rows = [f"round of {len(results)} runs", header]
     for r in results:
-        verdict = "-" if r.valid is None else ("VALID" if r.valid else "INVALID")
+        verdict = r.verdict or "-"
         ttft = "-" if not r.ttft_ms or r.ttft_ms.p99 is None else f"{r.ttft_ms.p99:.1f}ms"
         tpot = "-" if not r.tpot_ms or r.tpot_ms.p99 is None else f"{r.tpot_ms.p99:.2f}ms"
         sps = "-" if r.samples_per_second is None else f"{r.samples_per_second:,.1f}"

@@ -24,10 +24,11 @@ from harness.datasets.prompts import build_samples
 from harness.errors import AccuracyError, ConfigError, OutputError, ResultError, SUTError
 from harness.loadgen import settings as lg_settings
 from harness.loadgen.logs import DetailLog, PerformanceResult, parse_detail_log, performance_result
-from harness.loadgen.process import run_in_process
+from harness.loadgen.process import end_test_early, run_in_process
 from harness.redact import Redactor
 from harness.results import RunResult
 from harness.sut import SUT, Sample, SUTContext, build_sut, check_sut
+from harness.verdict import judge
 
 if TYPE_CHECKING:
     from harness.loadgen.bridge import BridgeStats
@@ -131,7 +132,8 @@ def run_one_test(config: HarnessConfig, dataset: Dataset, test: str, test_dir: P
         audit = test_dir / AUDIT_CONF if test == COMPLIANCE_TEST else None
         stats = run_test(sut, samples, scenario=config.scenario.loadgen_scenario,
                          mode="performance" if audit else test, model_key=model_key,
-                         user_conf=user_conf, outdir=test_dir, options=config.run, audit_config=audit)
+                         user_conf=user_conf, outdir=test_dir, options=config.run, audit_config=audit,
+                         end_early=lambda stats: end_test_early(TestOutcome(stats)))
         compliance = None
         if audit is not None and not stats.errors:
             # TEST06: the ~100 responses logged during the performance run.
@@ -205,6 +207,8 @@ def run_benchmark(config: HarnessConfig, output_dir: Path) -> RunResult:
             sut_stats[test] = outcome.sut_stats
         model = model or outcome.model
         messages += [f"{test}: {m}" for m in stats.error_messages]
+        if stats.gave_up:
+            messages.append(f"{test}: the harness gave up on the SUT: {stats.gave_up}")
         if test == "performance":
             perf_detail, perf_outcome = parse_detail_log(test_dir / DETAIL_LOG), outcome
             perf = performance_result(perf_detail)
@@ -224,9 +228,24 @@ def run_benchmark(config: HarnessConfig, output_dir: Path) -> RunResult:
             break
 
     loadgen_errors = perf.loadgen_errors if perf else 0
-    roof = run_roofline(config, perf_detail, perf_outcome, model)
+    if perf is not None:
+        log.info("LoadGen's verdict: %s%s", "VALID" if perf.valid else "INVALID",
+                 "; ".join([""] + list(perf.invalid_reasons)))
+    verdict = judge(detail=perf_detail, ttft=perf.ttft_ms if perf else None, tpot=perf.tpot_ms if perf else None,
+                    latency=perf.latency_ms if perf else None,
+                    samples_per_second=perf.samples_per_second if perf else None,
+                    streaming_server=config.scenario.loadgen_scenario == "Server", limits=limits, errors=errors,
+                    issued=sum(issued.values()), loadgen_errors=loadgen_errors,
+                    loadgen_error_messages=perf.loadgen_error_messages if perf else (),
+                    first_error=messages[0] if messages else None,
+                    min_completed_ratio=config.run.min_completed_ratio)
+    if verdict is not None and verdict.status != "VALID":
+        log.warning("harness verdict: %s: %s", verdict.status, "; ".join(verdict.lines()))
+    roof = (run_roofline(config, perf_detail, perf_outcome, model) if not errors
+            else roofline.not_estimated("samples failed, so the timings are not a result"))
     result = RunResult.from_perf(
         perf,
+        verdict,
         scenario=config.scenario.name,
         mode=config.mode,
         benchmark=config.benchmark.name,
@@ -291,7 +310,7 @@ def check_result(result: RunResult, fail_on_invalid: bool) -> None:
     if result.errors:
         raise SUTError(f"{result.errors} samples failed (first: {result.error_messages[0]}); "
                        f"see {result.output_dir}")
-    if fail_on_invalid and result.valid is False:
-        raise ResultError(f"result INVALID ({'; '.join(result.invalid_reasons)}) and fail_on_invalid=true")
+    if fail_on_invalid and result.verdict in ("INVALID", "BEHIND"):
+        raise ResultError(f"result {result.verdict} ({'; '.join(result.invalid_reasons)}) and fail_on_invalid=true")
     if fail_on_invalid and result.accuracy and result.accuracy.get("verdict") == "FAIL":
         raise ResultError(f"accuracy FAIL ({'; '.join(result.accuracy['failed'])}) and fail_on_invalid=true")

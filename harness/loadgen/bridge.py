@@ -9,8 +9,10 @@ handle reports the first token (``FirstTokenComplete``) and the end (``QuerySamp
 with the output as int32 token-id bytes and its ``n_tokens``.
 
 Every issued sample is completed exactly once, error or not: exceptions and a watchdog
-deadline (``run.sample_timeout_s``) complete failed samples, and after ``run.max_errors``
-failures the rest are failed at once, so a broken SUT cannot hang a run.
+deadline (``run.sample_timeout_s``) complete failed samples. After ``run.max_errors`` failures, or
+one timeout (a hung SUT), the bridge gives up on the SUT: the samples in flight and every later
+one are failed at once, and a test process is ended early when LoadGen does not end by itself
+(its Server schedule), so a broken SUT cannot hang a run or stretch it to its full schedule.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import queue
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +41,10 @@ _SCENARIOS = {"Offline": lg.TestScenario.Offline, "Server": lg.TestScenario.Serv
 _MODES = {"performance": lg.TestMode.PerformanceOnly, "accuracy": lg.TestMode.AccuracyOnly}
 _STOP = object()
 PROGRESS_EVERY_S = 10.0  # long runs (official: 600 s and more) log their progress this often
+# After giving up on the SUT, LoadGen is given this long to end on its own (Offline does at once)
+# before the test is ended early: a Server schedule or an official SingleStream run would otherwise
+# go on issuing queries that can only fail, for up to 600 s and more.
+GIVE_UP_GRACE_S = 2.0
 
 
 def progress_level() -> int:
@@ -63,6 +69,9 @@ class BridgeStats:
     # Distinct failure messages (first 20) and how many samples each failed.
     error_counts: dict[str, int] = field(default_factory=dict)
     output_tokens: int = 0
+    # Why the bridge gave up on the SUT (a timeout, or run.max_errors failures), if it did; then every
+    # sample in flight and every later one was failed at once, and the test may have been ended early.
+    gave_up: str | None = None
 
     @property
     def error_messages(self) -> list[str]:
@@ -115,6 +124,13 @@ class _Pending:
             if self.done:
                 return
             self.done = True
+            if self.bridge.streaming and not self.first_sent:
+                # A streamed sample that ends without a first token (it failed, or the SUT returned
+                # nothing): with token latencies, QuerySamplesComplete without a FirstTokenComplete
+                # crashes LoadGen 6.0.17 in accuracy mode (SIGSEGV) and charges the whole latency to
+                # TPOT in performance mode; an empty first token avoids both.
+                self.first_sent = True
+                lg.FirstTokenComplete([lg.QuerySampleResponse(self.qid, 0, 0, 0)])
             tokens = self.tokens
             buf = _int32_bytes(tokens)
             addr, n = buf.buffer_info()
@@ -123,7 +139,8 @@ class _Pending:
 
 
 class _Bridge:
-    def __init__(self, sut: SUT, samples: Sequence[Sample], streaming: bool, options: RunOptions) -> None:
+    def __init__(self, sut: SUT, samples: Sequence[Sample], streaming: bool, options: RunOptions,
+                 end_early: Callable[[BridgeStats], None] | None = None) -> None:
         self.sut = sut
         self.samples = samples
         self.streaming = streaming
@@ -137,6 +154,8 @@ class _Bridge:
         self.threads: list[threading.Thread] = []
         self.n_workers = max(1, options.workers or sut.concurrency)
         self.inline = streaming and bool(getattr(sut, "submit_inline", False))
+        self.end_early = end_early
+        self.gave_up_at: float | None = None
 
     # -- LoadGen callbacks (LoadGen's threads) -------------------------------------------
     def issue(self, query_samples: list) -> None:
@@ -171,6 +190,7 @@ class _Bridge:
 
     # -- bookkeeping ----------------------------------------------------------------------
     def on_done(self, pending: _Pending, error: BaseException | None) -> None:
+        in_flight: list[_Pending] | None = None  # set once, when the bridge gives up on the SUT
         with self.lock:
             self.outstanding.pop(pending.qid, None)
             self.stats.completed += 1
@@ -181,12 +201,28 @@ class _Bridge:
                 counts = self.stats.error_counts
                 if msg in counts or len(counts) < 20:
                     counts[msg] = counts.get(msg, 0) + 1
+                if self.stats.gave_up is None:
+                    if isinstance(error, TimeoutError):
+                        # A SUT that let one sample time out is treated as hung: waiting out the
+                        # timeout for every later sample would multiply the bound (max_errors x timeout).
+                        self.stats.gave_up = f"sample {pending.sample.index} timed out ({error})"
+                    elif self.stats.errors >= self.options.max_errors:
+                        self.stats.gave_up = (f"{self.stats.errors} samples failed "
+                                              f"(run.max_errors={self.options.max_errors})")
+                    if self.stats.gave_up is not None:
+                        self.gave_up_at = time.monotonic()
+                        in_flight = list(self.outstanding.values())
         if error is not None:
             log.debug("sample %d failed: %s", pending.sample.index, error)
+        if in_flight is not None:
+            log.error("giving up on the SUT: %s; the %d samples in flight and every later one fail at once",
+                      self.stats.gave_up, len(in_flight))
+            for p in in_flight:
+                p.fail(RuntimeError(f"not completed: the harness gave up on the SUT ({self.stats.gave_up})"))
 
     @property
     def failing_fast(self) -> bool:
-        return self.stats.errors >= self.options.max_errors
+        return self.stats.gave_up is not None
 
     def _arm(self, pendings: Sequence[_Pending]) -> None:
         deadline = time.monotonic() + self.options.sample_timeout_s
@@ -219,7 +255,7 @@ class _Bridge:
 
     def _submit(self, p: _Pending) -> None:
         if self.failing_fast:
-            p.fail(RuntimeError("not sent: too many earlier failures (run.max_errors)"))
+            p.fail(RuntimeError(f"not sent: the harness gave up on the SUT ({self.stats.gave_up})"))
             return
         self._arm([p])
         try:
@@ -234,7 +270,7 @@ class _Bridge:
                 return
             if self.failing_fast:
                 for p in batch:
-                    p.fail(RuntimeError("not sent: too many earlier failures (run.max_errors)"))
+                    p.fail(RuntimeError(f"not sent: the harness gave up on the SUT ({self.stats.gave_up})"))
                 continue
             self._arm(batch)
             try:
@@ -262,6 +298,10 @@ class _Bridge:
         next_progress = last_time + PROGRESS_EVERY_S
         while not self.closed.wait(period):
             now = time.monotonic()
+            if self.gave_up_at is not None and self.end_early is not None and now - self.gave_up_at > GIVE_UP_GRACE_S:
+                log.error("ending the LoadGen test early: the harness gave up on the SUT (%s)", self.stats.gave_up)
+                self.end_early(self.stats)
+                return
             if now >= next_progress:
                 next_progress = now + PROGRESS_EVERY_S
                 s = self.stats
@@ -306,13 +346,18 @@ def _settings(*, scenario: str, mode: str, model_key: str, user_conf: Path, outd
 
 
 def run_test(sut: SUT, samples: Sequence[Sample], *, scenario: str, mode: str, model_key: str,
-             user_conf: Path, outdir: Path, options: RunOptions, audit_config: Path | None = None) -> BridgeStats:
+             user_conf: Path, outdir: Path, options: RunOptions, audit_config: Path | None = None,
+             end_early: Callable[[BridgeStats], None] | None = None) -> BridgeStats:
     """Run one LoadGen test (performance or accuracy) of ``sut`` over ``samples``; blocks.
 
     ``audit_config`` is a compliance test's audit conf (TEST06), which LoadGen applies over
     mlperf.conf and user.conf. Without one, LoadGen's own default would read ``audit.config``
     from the working directory, so a stale file there would silently turn a normal run into a
     compliance run; a path that does not exist is passed instead.
+
+    ``end_early(stats)``, when given, is called (on the bridge's watchdog thread, while LoadGen still
+    runs) once the bridge has given up on the SUT and LoadGen has not ended within
+    ``GIVE_UP_GRACE_S``; it must not return (the test process exits with the stats).
     """
     streaming = scenario != "Offline"
     if streaming and not supports_streaming(sut):
@@ -321,7 +366,7 @@ def run_test(sut: SUT, samples: Sequence[Sample], *, scenario: str, mode: str, m
     settings, log_settings = _settings(scenario=scenario, mode=mode, model_key=model_key, user_conf=user_conf,
                                        outdir=outdir, enable_trace=options.enable_trace)
 
-    bridge = _Bridge(sut, samples, streaming, options)
+    bridge = _Bridge(sut, samples, streaming, options, end_early)
 
     def load(indices: list[int]) -> None:
         sut.load([samples[i] for i in indices])

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import pickle
+import threading
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -24,8 +26,33 @@ log = logging.getLogger(__name__)
 
 LOG_FORMAT = "[%(asctime)s][%(levelname)s] %(message)s"
 
+# The pipe to the parent, in a test process only (see end_test_early).
+_parent_conn = None
+_send_lock = threading.Lock()
+
+
+def end_test_early(result: Any) -> None:
+    """From any thread of a test process: hand ``result`` to the parent as the test's result and
+    end the process now, while LoadGen may still be running (its logs stay as far as written).
+
+    LoadGen has no way to stop a test: once the harness has given up on a SUT, a Server schedule
+    would go on issuing queries that can only fail until its duration is over. Outside a test
+    process (a test calling the bridge directly) this returns and LoadGen runs to its end.
+    """
+    if _parent_conn is None:
+        return
+    with _send_lock:
+        try:
+            _parent_conn.send(("ok", result))
+            _parent_conn.close()
+        finally:
+            logging.shutdown()
+            os._exit(0)
+
 
 def _child(conn, log_file: str, level: int, fn: Callable[..., Any], args: tuple) -> None:
+    global _parent_conn
+    _parent_conn = conn
     logging.basicConfig(level=level, format=LOG_FORMAT)
     file_handler = logging.FileHandler(log_file)
     file_handler.setFormatter(logging.Formatter(LOG_FORMAT))
@@ -39,8 +66,9 @@ def _child(conn, log_file: str, level: int, fn: Callable[..., Any], args: tuple)
             pickle.dumps(exc)
         except Exception:
             outcome = ("error", RuntimeError(f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
-    conn.send(outcome)
-    conn.close()
+    with _send_lock:
+        conn.send(outcome)
+        conn.close()
 
 
 def run_in_process(fn: Callable[..., Any], *args: Any, log_file: Path) -> Any:

@@ -5,7 +5,7 @@ bisect algorithm and how a probe's limiting constraint is read; ``report`` the t
 lines, ``peak.json`` and ``peak.png``; ``cli`` the Hydra entry point and the MLflow parent run.
 """
 
-from harness.peak.search import Limit, Outcome, Probe, Search, judge, plan
+from harness.peak.search import Outcome, Probe, Search, plan
 from harness.peak.settings import PeakConfig
 
-__all__ = ["Limit", "Outcome", "PeakConfig", "Probe", "Search", "judge", "plan"]
+__all__ = ["Outcome", "PeakConfig", "Probe", "Search", "plan"]

@@ -92,8 +92,7 @@ class Runner:
             raise error
         detail_path = out / "performance" / DETAIL_LOG
         detail = parse_detail_log(detail_path) if detail_path.is_file() else None
-        probe = probe_from(n, step, qps, result, detail, self.settings.min_completed_ratio,
-                           time.monotonic() - started)
+        probe = probe_from(n, step, qps, result, detail, time.monotonic() - started)
         self.counts[step] += 1
         sys.stdout.write(report.progress_line(probe, self.settings, self.counts[step]) + "\n")
         sys.stdout.flush()

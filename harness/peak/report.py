@@ -30,7 +30,7 @@ def _num(value: float | None, digits: int = 1) -> str:
 
 
 def progress_line(probe: Probe, settings: PeakConfig, ordinal: int) -> str:
-    """``probe 3/12   qps=12.50     INVALID  TTFT p99 2481.2 ms > 2000 ms  (completed 11.90/s, 8.1 s)``.
+    """``probe 3/12   qps=12.50     INVALID  TTFT p99 2481.2 ms > limit 2000 ms  (completed 11.90/s, 8.1 s)``.
 
     ``ordinal`` counts the runs of the probe's step: probes out of ``max_probes``, confirmations
     out of ``confirm_attempts``.

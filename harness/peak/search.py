@@ -18,7 +18,6 @@ latency constraint, not early stopping, so the rate it reports can itself be INV
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -27,43 +26,26 @@ from harness.config import LatencyLimits
 from harness.loadgen.logs import DetailLog
 from harness.peak.settings import PeakConfig, qps_round
 from harness.results import RunResult
+from harness.verdict import Reason, headroom
 
 Step = Literal["probe", "confirm"]
 Status = Literal["found", "at_least", "not_converged", "failed"]
 
-_MORE_QUERIES = re.compile(r"at least (\d+) more queries")
-
-
-@dataclass(frozen=True)
-class Limit:
-    """One constraint of a probe: the one that failed (INVALID) or the one closest to failing (VALID).
-
-    ``metric`` is ``ttft_p99_ms``/``tpot_p99_ms`` (``value`` and ``limit`` in ms), ``early_stopping_ttft``/
-    ``early_stopping_tpot`` (``value``: the further queries LoadGen says were needed), ``min_duration``,
-    ``min_queries``, ``errors`` (``value``: failed samples), ``falling_behind`` (``value``: the
-    completion rate as a fraction of the arrival rate, see :func:`falling_behind`; ``limit``:
-    ``peak.min_completed_ratio``) or ``other`` (LoadGen's own words).
-    """
-
-    metric: str
-    text: str
-    value: float | None = None
-    limit: float | None = None
-
 
 @dataclass(frozen=True)
 class Probe:
-    """One performance run of the search at ``qps``: LoadGen's verdict (``valid``) and the search's.
+    """One performance run of the search at ``qps``, judged by the harness's verdict.
 
-    ``behind`` marks a LoadGen-VALID run whose completions fell behind its arrivals
-    (``peak.min_completed_ratio``); the search counts only ``accepted`` runs as VALID.
+    ``valid``: LoadGen said VALID and no sample failed; ``behind`` marks such a run whose completions
+    fell behind its arrivals (``run.min_completed_ratio``); the search counts only ``accepted`` runs
+    as VALID. ``limits``: the reasons of a verdict other than VALID, else the latency closest to its limit.
     """
 
     n: int
     step: Step
     qps: float
     valid: bool
-    limits: tuple[Limit, ...]
+    limits: tuple[Reason, ...]
     behind: bool = False
     ttft_p99_ms: float | None = None
     tpot_p99_ms: float | None = None
@@ -81,7 +63,9 @@ class Probe:
 
     @property
     def verdict(self) -> str:
-        """VALID, INVALID, or BEHIND (LoadGen said VALID, but completions fell behind arrivals)."""
+        """The run's harness verdict (harness.verdict): VALID, BEHIND, INVALID or FAILED."""
+        if self.errors:
+            return "FAILED"
         return "BEHIND" if self.valid and self.behind else ("VALID" if self.valid else "INVALID")
 
     @property
@@ -117,91 +101,22 @@ class Outcome:
         return self.lowest_invalid_qps / self.peak_qps - 1
 
 
-def judge(result: RunResult, detail: DetailLog | None = None) -> tuple[Limit, ...]:
-    """What decided a Server run's verdict, from its results and LoadGen's detail log.
-
-    INVALID: every failed constraint (a p99 over its limit; early stopping that was not met with
-    the p99 itself within the limit; min duration; min queries; failed samples). VALID: the
-    latency closest to its limit, i.e. what will limit the rate first.
-    """
-    values = detail.values if detail is not None else {}
-    limits = result.latency_limits
-    latencies: list[tuple[str, str, float, float]] = []
-    if limits is not None:
-        for key, label, pct, limit in (("ttft", "TTFT", result.ttft_ms, limits.ttft_ms),
-                                       ("tpot", "TPOT", result.tpot_ms, limits.tpot_ms)):
-            if pct is not None and pct.p99 is not None:
-                latencies.append((key, label, pct.p99, limit))
-    if result.valid and not result.errors:
-        if not latencies:
-            return ()
-        key, label, value, limit = max(latencies, key=lambda t: t[2] / t[3])
-        return (Limit(f"{key}_p99_ms", f"{label} p99 {value:.1f} ms <= {limit:g} ms", value, limit),)
-    found: list[Limit] = []
-    if result.errors:
-        found.append(Limit("errors", f"{result.errors} samples failed", float(result.errors)))
-    over = set()
-    for key, label, value, limit in latencies:
-        if value > limit:
-            over.add(key)
-            found.append(Limit(f"{key}_p99_ms", f"{label} p99 {value:.1f} ms > {limit:g} ms", value, limit))
-    if values.get("early_stopping_met") is False:
-        for key, label, value, limit in latencies:
-            text = str(values.get(f"early_stopping_{key}_result") or "")
-            if key in over or "unsuccessful" not in text:
-                continue
-            more = _MORE_QUERIES.search(text)
-            needed = f", {int(more.group(1)):,} more queries needed" if more else ""
-            found.append(Limit(f"early_stopping_{key}",
-                               f"early stopping {label}: p99 {value:.1f} ms <= {limit:g} ms{needed}",
-                               float(more.group(1)) if more else None, limit))
-    if values.get("result_min_duration_met") is False:
-        found.append(Limit("min_duration", "min duration not met"))
-    if values.get("result_min_queries_met") is False:
-        found.append(Limit("min_queries", "min query count not met"))
-    if not found:
-        found.append(Limit("other", "; ".join(result.invalid_reasons) or "INVALID"))
-    return tuple(found)
-
-
-def falling_behind(queries: int | None, completed: float | None, scheduled: float | None,
-                   latency_p50_ms: float | None, min_ratio: float | None) -> Limit | None:
-    """The ``falling_behind`` limit when completions did not keep pace with arrivals.
-
-    LoadGen's completed rate is ``queries / T_c`` (first issue to last completion) and its
-    scheduled rate ``queries / T_s`` (first to last issue). Even a server that keeps up needs one
-    request latency after the last issue to drain, so ``T_c - latency p50`` is the time the
-    completions took; ``T_s / (T_c - p50)`` is then ~1.00 for a server that keeps up (the drain
-    no longer biases it, which matters for LLM latencies of seconds in 20 s probes) and ~capacity /
-    arrival rate for one whose queue grows (p50 is inflated by the queue, so it reads high: ~0.95
-    at 10% overload).
-    """
-    if min_ratio is None or not queries or not completed or not scheduled or latency_p50_ms is None:
-        return None
-    t_scheduled, t_completed = queries / scheduled, queries / completed - latency_p50_ms / 1000
-    if t_completed <= 0:
-        return None
-    ratio = t_scheduled / t_completed
-    if ratio >= min_ratio:
-        return None
-    return Limit("falling_behind", f"falling behind: completions {ratio:.1%} of arrivals (< {min_ratio:.0%}; "
-                 f"completed {completed:,.2f}/s, scheduled {scheduled:,.2f}/s)", ratio, min_ratio)
-
-
 def probe_from(n: int, step: Step, qps: float, result: RunResult, detail: DetailLog | None,
-               min_completed_ratio: float | None = None, seconds: float | None = None) -> Probe:
-    """A Probe from a finished run."""
+               seconds: float | None = None) -> Probe:
+    """A Probe from a finished run, judged by the harness's verdict (:mod:`harness.verdict`)."""
     values = detail.values if detail is not None else {}
-    scheduled = values.get("result_scheduled_samples_per_sec")
-    limits = judge(result, detail)
-    behind = falling_behind(values.get("result_query_count"), result.samples_per_second, scheduled,
-                            result.latency_ms.p50 if result.latency_ms else None, min_completed_ratio)
-    if behind is not None and result.valid and not result.errors:
-        limits = (behind,)
-    return Probe(n=n, step=step, qps=qps, valid=bool(result.valid) and not result.errors, limits=limits,
-                 behind=behind is not None, ttft_p99_ms=result.ttft_ms.p99 if result.ttft_ms else None,
+    verdict = result.verdict or "INVALID"
+    if verdict == "VALID":
+        closest = headroom(result.ttft_ms, result.tpot_ms, result.latency_limits)
+        limits: tuple[Reason, ...] = (closest,) if closest is not None else ()
+    else:
+        limits = tuple(Reason(**r) for r in result.verdict_reasons) or (Reason("other", verdict),)
+    pace = result.pace or {}
+    return Probe(n=n, step=step, qps=qps, valid=verdict in ("VALID", "BEHIND"), limits=limits,
+                 behind=verdict == "BEHIND", ttft_p99_ms=result.ttft_ms.p99 if result.ttft_ms else None,
                  tpot_p99_ms=result.tpot_ms.p99 if result.tpot_ms else None,
-                 completed_qps=result.samples_per_second, scheduled_qps=scheduled,
+                 completed_qps=pace.get("completed_qps", result.samples_per_second),
+                 scheduled_qps=pace.get("scheduled_qps", values.get("result_scheduled_samples_per_sec")),
                  tokens_per_second=result.tokens_per_second, queries=values.get("result_query_count"),
                  errors=result.errors, seconds=seconds, output_dir=result.output_dir)
 

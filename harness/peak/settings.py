@@ -46,12 +46,6 @@ class PeakConfig:
     max_probes: int = 12  # search probes at most; confirmation runs come on top
     confirm: bool = True  # re-run the answer with the scenario's own duration / query count
     confirm_attempts: int = 3  # INVALID confirmation: step down by the precision, at most this often
-    # A LoadGen-VALID run whose completions kept pace with less than this fraction of its arrivals
-    # (search.falling_behind) counts as INVALID for the search: its queue grows, so a longer run
-    # fails, but a short probe ends first. LoadGen sees a queue only once its wait passes the TTFT
-    # limit: at overload r within T s, (r - 1) x T > limit, i.e. r > 1.4 for 5 s probes and a
-    # 2000 ms limit. null: LoadGen's verdict alone.
-    min_completed_ratio: float | None = 0.95
 
 
 def qps_round(qps: float, up: bool = False) -> float:
@@ -116,9 +110,6 @@ def check(config: HarnessConfig, settings: PeakConfig) -> None:
         raise ConfigError(f"config key 'peak.max_probes' must lie in [1, 100], got {s.max_probes}")
     if not 1 <= s.confirm_attempts <= 10:
         raise ConfigError(f"config key 'peak.confirm_attempts' must lie in [1, 10], got {s.confirm_attempts}")
-    if s.min_completed_ratio is not None and not 0 < s.min_completed_ratio <= 1:
-        raise ConfigError(f"config key 'peak.min_completed_ratio' must lie in (0, 1] or be null, "
-                          f"got {s.min_completed_ratio:g}")
     if s.probe_min_query_count < EARLY_STOPPING_MIN_QUERIES:
         # Not an error: probe_duration_s x QPS may still give enough queries at high rates.
         log.warning("peak.probe_min_query_count=%d: a probe with fewer than ~%d queries cannot pass early "

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 LATENCIES = (("ttft", "TTFT"), ("tpot", "TPOT"), ("latency", "latency"))
 TARGET_QPS = "scenario.target_qps"
-VALIDITY_COLORS = {"VALID": "tab:green", "INVALID": "tab:red"}
+VALIDITY_COLORS = {"VALID": "tab:green", "BEHIND": "tab:orange", "INVALID": "tab:red", "FAILED": "black"}
 
 
 def write_report(out: Path, runs: Sequence[RunView], table: str, verdict: str = "",

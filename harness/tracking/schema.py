@@ -42,7 +42,10 @@ METRICS: tuple[Metric, ...] = (
     *_pct("ttft", "time to first token (not Offline)"),
     *_pct("tpot", "time per output token (not Offline)"),
     *_pct("latency", "end-to-end sample latency"),
-    Metric("valid", "1/0", "higher", ("valid",), "LoadGen's verdict: 1 VALID, 0 INVALID (absent: no performance test)"),
+    Metric("valid", "1/0", "higher", ("valid",),
+           "the harness's verdict: 1 VALID, 0 INVALID, BEHIND or FAILED (absent: no performance test, nothing failed)"),
+    Metric("loadgen_valid", "1/0", "higher", ("loadgen_valid",),
+           "LoadGen's own result_validity: 1 VALID, 0 INVALID (a FAILED or BEHIND run may still read 1)"),
     Metric("errors", "samples", "lower", ("errors",), "samples the SUT failed or timed out"),
     Metric("loadgen_errors", "count", "lower", ("loadgen_errors",), "errors LoadGen itself logged"),
     Metric("rouge1", "score x100", "higher", ("accuracy", "scores", "rouge1"), "ROUGE-1 (MLPerf recipe)"),
@@ -127,6 +130,17 @@ def model_fingerprint(results: Mapping[str, Any]) -> str | None:
     return None
 
 
+def validity(results: Mapping[str, Any]) -> str:
+    """The harness's verdict of a results.json: VALID, INVALID, BEHIND, FAILED or none. Results written
+    before the verdict existed carry only ``valid`` (LoadGen's) and ``errors``."""
+    if results.get("verdict"):
+        return str(results["verdict"])
+    if results.get("errors"):
+        return "FAILED"
+    valid = results.get("valid")
+    return "none" if valid is None else ("VALID" if valid else "INVALID")
+
+
 def tags(config: Mapping[str, Any], results: Mapping[str, Any] | None, env: Mapping[str, Any]) -> dict[str, str]:
     """What ran, on what, with which code: the run's tags (only known values are set).
 
@@ -149,9 +163,8 @@ def tags(config: Mapping[str, Any], results: Mapping[str, Any] | None, env: Mapp
         "metric_schema": METRIC_SCHEMA,
     }
     if results is not None:
-        valid = results.get("valid")
         found |= {
-            "validity": "none" if valid is None else ("VALID" if valid else "INVALID"),
+            "validity": validity(results),
             "accuracy_verdict": _get(results, ("accuracy", "verdict")) or "none",
             "loadgen_version": results.get("loadgen_version") or found["loadgen_version"],
             "dataset_fingerprint": _get(results, ("dataset", "fingerprint")),

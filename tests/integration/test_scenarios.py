@@ -107,7 +107,9 @@ def test_hanging_sut_is_timed_out_and_the_run_ends(run, scenario):
 
 
 def test_every_sample_failing_fails_fast(run):
+    # 500 queries at 250 QPS would take 2 s; the harness gives up after 5 failures and ends the test early.
     result = run("sut=failing", "sut.fail_every=1", "scenario=server", "mode=performance",
-                 "run.max_errors=5", *QUICK["server"], timeout_s=90)
-    assert result.errors == result.extra["samples_issued"]["performance"] >= 500
-    assert any("run.max_errors" in m for m in result.error_messages)
+                 "run.max_errors=5", *QUICK["server"], "scenario.min_query_count=5000", timeout_s=90)
+    assert result.errors == result.extra["samples_issued"]["performance"] < 5000
+    assert any("gave up on the SUT: 5 samples failed (run.max_errors=5)" in m for m in result.error_messages)
+    assert result.verdict == "FAILED" and result.samples_per_second is None

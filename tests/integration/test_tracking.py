@@ -108,6 +108,9 @@ def test_a_round_is_one_parent_run_with_linked_children_and_a_failing_job_is_fai
     check_logged(uri, ok, tmp_path / "round" / ok.info.run_name)
     assert failed.info.status == "FAILED" and failed.data.params["sut.fail_every"] == "1"
     assert failed.data.metrics["errors"] == 32 and "samples failed" in failed.data.tags["error"]
+    # Every sample failed: never a result, whatever LoadGen computed from the failed completions.
+    assert failed.data.metrics["valid"] == 0.0 and failed.data.tags["validity"] == "FAILED"
+    assert "samples_per_second" not in failed.data.metrics and "tokens_per_second" not in failed.data.metrics
     assert {"performance/mlperf_log_detail.txt", "performance/harness_test.log", "results.json",
             "environment.json"} <= artifacts(uri, failed.info.run_id)
 

@@ -7,12 +7,13 @@ import pytest
 
 from harness.config import LatencyLimits, to_dict
 from harness.errors import ConfigError
-from harness.loadgen.logs import DetailLog, Percentiles
+from harness.loadgen.logs import DetailLog, Percentiles, PerformanceResult
 from harness.peak.cli import base_overrides
 from harness.peak.report import metrics, plot, progress_line, table, to_json
-from harness.peak.search import Limit, Probe, Search, judge, plan, probe_from
+from harness.peak.search import Probe, Search, plan, probe_from
 from harness.peak.settings import PeakConfig, compose, load, probe_config, probe_overrides, start_rate
 from harness.results import RunResult
+from harness.verdict import Reason, judge
 
 LIMITS = LatencyLimits(ttft_ms=60, tpot_ms=100)
 
@@ -26,7 +27,7 @@ def scripted(capacity: float, confirm_capacity: float | None = None, calls: list
         cap = capacity if step == "probe" or confirm_capacity is None else confirm_capacity
         valid = qps <= cap
         text = "TTFT p99 10.0 ms <= 60 ms" if valid else "TTFT p99 99.0 ms > 60 ms"
-        return Probe(n, step, qps, valid, (Limit("ttft_p99_ms", text, 10.0 if valid else 99.0, 60.0),),
+        return Probe(n, step, qps, valid, (Reason("ttft_p99_ms", text, 10.0 if valid else 99.0, 60.0),),
                      ttft_p99_ms=10.0 if valid else 99.0, tpot_p99_ms=1.0, completed_qps=min(qps, cap))
 
     return prober
@@ -119,56 +120,44 @@ def test_without_confirmation_the_short_probes_answer():
     assert outcome.confirmed is None and all(p.step == "probe" for p in outcome.probes)
 
 
-def result(valid: bool, ttft99: float, tpot99: float = 1.0, errors: int = 0, sps: float = 100.0,
-           latency_p50: float = 10.0) -> RunResult:
-    return RunResult(scenario="server", mode="performance", benchmark="sample", model_key="llama3_1-8b", sut="queue",
-                     official=False, valid=valid, invalid_reasons=() if valid else ("latency constraints not met",),
-                     samples_per_second=sps, tokens_per_second=sps * 16, ttft_ms=Percentiles(5, 8, ttft99),
-                     tpot_ms=Percentiles(1, 1, tpot99), latency_ms=Percentiles(latency_p50, 20, 30), errors=errors,
-                     error_messages=(), loadgen_errors=0, loadgen_version="6.0.17", dataset={}, output_dir="/x",
-                     latency_limits=LIMITS)
+def result(loadgen_valid: bool, ttft99: float, tpot99: float = 1.0, errors: int = 0, sps: float = 100.0,
+           latency_p50: float = 10.0, detail: DetailLog | None = None) -> RunResult:
+    """A Server run's result as run_benchmark builds it: LoadGen's figures judged by harness.verdict."""
+    values = {"result_validity": "VALID" if loadgen_valid else "INVALID", **(detail.values if detail else {})}
+    ttft, tpot, latency = Percentiles(5, 8, ttft99), Percentiles(1, 1, tpot99), Percentiles(latency_p50, 20, 30)
+    verdict = judge(detail=DetailLog(values, (), ()), ttft=ttft, tpot=tpot, latency=latency, samples_per_second=sps,
+                    streaming_server=True, limits=LIMITS, errors=errors, issued=500, loadgen_errors=0)
+    perf = PerformanceResult("Server", loadgen_valid, (), sps, sps * 16, latency, ttft, tpot, 500, 0, (), "6.0.17")
+    return RunResult.from_perf(perf, verdict, scenario="server", mode="performance", benchmark="sample",
+                               model_key="llama3_1-8b", sut="queue", official=False, errors=errors, error_messages=(),
+                               loadgen_errors=0, loadgen_version="6.0.17", dataset={}, output_dir="/x",
+                               latency_limits=LIMITS)
 
 
-def test_judge_names_the_constraint_that_failed():
-    [over] = judge(result(False, 75.3))
-    assert (over.metric, over.text, over.value, over.limit) == ("ttft_p99_ms", "TTFT p99 75.3 ms > 60 ms", 75.3, 60)
-    both = judge(result(False, 75.3, 120.0))
-    assert [lim.metric for lim in both] == ["ttft_p99_ms", "tpot_p99_ms"]
-    detail = DetailLog({"early_stopping_met": False, "early_stopping_tpot_result": " * Run successful.",
-                        "early_stopping_ttft_result": " * Run unsuccessful. * Processed 512 queries. * Would "
-                                                      "need to run at least 645 more queries, with ..."}, (), ())
-    [early] = judge(result(False, 57.4), detail)
-    assert early.metric == "early_stopping_ttft" and early.value == 645
-    assert early.text == "early stopping TTFT: p99 57.4 ms <= 60 ms, 645 more queries needed"
-    short = judge(result(False, 10.0), DetailLog({"result_min_queries_met": False}, (), ()))
-    assert [lim.metric for lim in short] == ["min_queries"]
-    [margin] = judge(result(True, 30.0, 90.0))  # VALID: the latency closest to its limit
-    assert margin.text == "TPOT p99 90.0 ms <= 100 ms"
-    assert judge(result(True, 30.0, errors=3))[0].text == "3 samples failed"
+def test_a_probe_takes_the_runs_verdict_and_its_reasons():
+    over = probe_from(1, "probe", 100.0, result(False, 75.3), None)
+    assert not over.accepted and over.verdict == "INVALID" and over.limiting == "TTFT p99 75.3 ms > limit 60 ms"
+    assert (over.limits[0].metric, over.limits[0].value, over.limits[0].limit) == ("ttft_p99_ms", 75.3, 60)
+    margin = probe_from(1, "probe", 100.0, result(True, 30.0, 90.0), None)  # VALID: the latency closest to its limit
+    assert margin.accepted and margin.limiting == "TPOT p99 90.0 ms <= limit 100 ms"
+    failed = probe_from(1, "probe", 100.0, result(True, 30.0, errors=3), None)
+    assert not failed.accepted and failed.verdict == "FAILED" and failed.limiting == "3 of 500 samples failed"
 
 
 def test_a_valid_run_whose_completions_fall_behind_counts_as_invalid():
     # Figures of real sut=queue runs (capacity 320/s) under a 2000 ms TTFT limit, 5 s probes.
     overloaded = DetailLog({"result_scheduled_samples_per_sec": 413.73, "result_query_count": 2080}, (), ())
-    behind = probe_from(1, "probe", 400.0, result(True, 1459.0, sps=318.84, latency_p50=763.0), overloaded, 0.95)
+    behind = probe_from(1, "probe", 400.0, result(True, 59.0, sps=318.84, latency_p50=763.0, detail=overloaded),
+                        overloaded)
     assert behind.valid and behind.behind and not behind.accepted and behind.verdict == "BEHIND"
     assert behind.limits[0].value == pytest.approx(0.873, abs=0.001)  # 5.03 s / (6.52 s - 0.763 s)
-    assert behind.limiting == ("falling behind: completions 87.3% of arrivals (< 95%; completed 318.84/s, "
+    assert behind.limiting == ("falling behind: completions 87.3% of arrivals (limit 95%; completed 318.84/s, "
                                "scheduled 413.73/s)")
-    # Keeping up: the raw completed/scheduled ratio (0.962) is low only by the last requests' drain.
-    kept = probe_from(1, "probe", 308.44, result(True, 222.0, sps=310.72, latency_p50=117.0), DetailLog(
-        {"result_scheduled_samples_per_sec": 322.5, "result_query_count": 1632}, (), ()), 0.95)
-    assert kept.accepted and kept.verdict == "VALID" and kept.scheduled_qps == 322.5
-    # An LLM server at 25 QPS with 5 s requests: 500 queries in 20 s, the drain alone is 20%.
-    llm = probe_from(1, "probe", 25.0, result(True, 900.0, sps=20.0, latency_p50=5000.0), DetailLog(
-        {"result_scheduled_samples_per_sec": 25.0, "result_query_count": 500}, (), ()), 0.95)
-    assert llm.accepted
-    assert probe_from(1, "probe", 400.0, result(True, 1459.0, sps=318.84, latency_p50=763.0), overloaded,
-                      None).accepted
+    assert behind.scheduled_qps == 413.73 and behind.queries == 2080
 
 
 def test_progress_line_and_table():
-    probe = Probe(3, "probe", 12.5, False, (Limit("ttft_p99_ms", "TTFT p99 2481.2 ms > 2000 ms"),),
+    probe = Probe(3, "probe", 12.5, False, (Reason("ttft_p99_ms", "TTFT p99 2481.2 ms > 2000 ms"),),
                   ttft_p99_ms=2481.2, tpot_p99_ms=40.0, completed_qps=11.9, seconds=8.1)
     line = progress_line(probe, PeakConfig(max_probes=12), 3)
     assert line.split() == ["probe", "3/12", "qps=12.50", "INVALID", "TTFT", "p99", "2481.2", "ms", ">", "2000",
@@ -201,7 +190,7 @@ def test_peak_json_and_png(tmp_path):
     ("peak.min_qps=0", "'peak.min_qps'"), ("peak.max_qps=0.5", "'peak.max_qps'"),
     ("peak.start_qps=20000", "'peak.start_qps'"), ("peak.max_probes=0", "'peak.max_probes'"),
     ("peak.confirm_attempts=0", "'peak.confirm_attempts'"), ("peak.probe_duration_s=-1", "'peak.probe_duration_s'"),
-    ("peak.min_completed_ratio=2", "'peak.min_completed_ratio'"), ("peak.confirm=maybe", "'peak.confirm'"),
+    ("peak.confirm=maybe", "'peak.confirm'"),
 ])
 def test_bad_search_settings_name_their_key(override, key):
     with pytest.raises(ConfigError, match=key) as exc:

@@ -11,7 +11,8 @@ ENV = {"harness": {"version": "0.1.0", "git_commit": "abc123", "git_dirty": True
 
 def _result(**changes) -> RunResult:
     fields = dict(scenario="server", mode="submission", benchmark="sample", model_key="llama3_1-8b", sut="echo",
-                  official=False, valid=True, invalid_reasons=(), samples_per_second=12.5, tokens_per_second=800.0,
+                  official=False, valid=True, verdict="VALID", loadgen_valid=True, invalid_reasons=(),
+                  samples_per_second=12.5, tokens_per_second=800.0,
                   ttft_ms=Percentiles(30.0, 31.0, 35.5), tpot_ms=Percentiles(5.0, 5.1, 5.4),
                   latency_ms=Percentiles(85.0, 90.0, 99.0), errors=0, error_messages=(), loadgen_errors=0,
                   loadgen_version="6.0.17", dataset={"name": "bundled", "samples": 32, "fingerprint": "f00d"},
@@ -50,9 +51,10 @@ def test_metrics_follow_the_schema_and_leave_out_what_is_absent():
     assert found["valid"] == 1.0 and found["errors"] == 0.0 and found["dataset_samples"] == 32.0
     assert set(found) == {m.name for m in schema.METRICS}
 
-    offline_accuracy_mode = _result(valid=None, ttft_ms=None, tpot_ms=None, samples_per_second=None).to_json()
+    offline_accuracy_mode = _result(valid=None, verdict=None, loadgen_valid=None, ttft_ms=None, tpot_ms=None,
+                                    samples_per_second=None).to_json()
     found = schema.metrics(offline_accuracy_mode)
-    assert not {"ttft_p50_ms", "tpot_p99_ms", "valid", "samples_per_second", "rouge1"} & set(found)
+    assert not {"ttft_p50_ms", "tpot_p99_ms", "valid", "loadgen_valid", "samples_per_second", "rouge1"} & set(found)
     assert found["tokens_per_second"] == 800.0
 
 
@@ -65,12 +67,12 @@ def test_metric_names_are_unique_and_every_metric_has_a_direction_or_none():
 
 def test_tags_name_what_ran_and_the_verdicts():
     config = to_dict(compose(["sut=echo", "scenario=server"]))
-    results = _result(valid=False, accuracy={"scores": {}, "verdict": "FAIL"},
+    results = _result(valid=False, verdict="BEHIND", accuracy={"scores": {}, "verdict": "FAIL"},
                       extra={"model": {"fingerprint": "sha256:beef"}}).to_json()
     tags = schema.tags(config, results, ENV)
     assert tags["scenario"] == "server" and tags["sut"] == "echo" and tags["mode"] == "submission"
     assert tags["benchmark"] == "sample" and tags["system"] == "local"
-    assert tags["validity"] == "INVALID" and tags["accuracy_verdict"] == "FAIL"
+    assert tags["validity"] == "BEHIND" and tags["accuracy_verdict"] == "FAIL"
     assert tags["git_commit"] == "abc123" and tags["git_dirty"] == "true" and tags["harness_version"] == "0.1.0"
     assert tags["loadgen_version"] == "6.0.17" and tags["dataset_fingerprint"] == "f00d"
     assert tags["model_fingerprint"] == "sha256:beef" and tags["metric_schema"] == schema.METRIC_SCHEMA
@@ -81,3 +83,10 @@ def test_tags_of_a_run_that_failed_before_results():
     assert tags["scenario"] == "offline" and "validity" not in tags and "dataset_fingerprint" not in tags
     no_accuracy = schema.tags(to_dict(compose(["sut=echo"])), _result(accuracy=None).to_json(), ENV)
     assert no_accuracy["accuracy_verdict"] == "none" and "model_fingerprint" not in no_accuracy
+
+
+def test_validity_of_results_written_before_the_verdict_existed():
+    old = {k: v for k, v in _result().to_json().items() if k not in ("verdict", "loadgen_valid")}
+    assert schema.validity(old) == "VALID"
+    assert schema.validity({**old, "errors": 3}) == "FAILED"
+    assert schema.validity({**old, "valid": False}) == "INVALID" and schema.validity({**old, "valid": None}) == "none"
