@@ -64,6 +64,8 @@ class Regression:
     def __str__(self) -> str:
         if self.metric == "status":
             return f"regression: {self.run.label} {self.run.status}"
+        if self.metric == "validity":
+            return f"regression: {self.run.label} {self.run.tags.get('validity')} (baseline VALID)"
         return (f"regression: {self.run.label} {self.metric} {fmt(self.baseline)} -> {fmt(self.value)} "
                 f"({self.change_pct:+.1f}%)")
 
@@ -173,13 +175,17 @@ def render(rows: Sequence[Sequence[str]]) -> str:
 
 def regressions(runs: Sequence[RunView], baseline: RunView, limit_pct: float,
                 metrics: Sequence[str] = DEFAULT_GATE) -> list[Regression]:
-    """Throughput drops / latency rises beyond ``limit_pct`` against the baseline, and FAILED runs."""
+    """Throughput drops / latency rises beyond ``limit_pct`` against the baseline, FAILED runs, and runs
+    whose verdict is no longer VALID when the baseline's was."""
     found = []
     for run in runs:
         if run.run_id == baseline.run_id:
             continue
         if run.status == "FAILED":
             found.append(Regression(run, "status", None, None, None))
+        elif baseline.tags.get("validity") == "VALID" and run.tags.get("validity") in ("INVALID", "BEHIND", "FAILED"):
+            # harness.verdict: a run that is no longer a result regressed, whatever its figures say.
+            found.append(Regression(run, "validity", None, None, None))
         for name in metrics:
             delta = change_pct(run.metrics.get(name), baseline.metrics.get(name))
             if delta is None:

@@ -75,3 +75,15 @@ def test_report_charts_latency_against_target_qps_when_the_runs_differ_in_it(tmp
     assert (tmp_path / "sweep" / "latency_vs_target_qps.png").read_bytes()[:4] == b"\x89PNG"
     same = [run("a", "2.0", 300.0, "VALID"), run("b", "2.0", 310.0, "VALID")]
     assert "latency_vs_target_qps.png" not in {p.name for p in write_report(tmp_path / "same", same, "table")}
+
+
+def test_a_run_that_is_no_longer_valid_is_a_regression_whatever_its_figures():
+    def judged(run_id: str, validity: str) -> RunView:
+        return RunView(run_id * 4, run_id, "FINISHED", {}, {"tokens_per_second": 1000.0},
+                       {"scenario": "server", "validity": validity})
+
+    base, behind, failed = judged("base", "VALID"), judged("bhnd", "BEHIND"), judged("fail", "FAILED")
+    found = regressions([base, behind, failed, judged("same", "VALID")], base, 5.0)
+    assert [str(r) for r in found] == ["regression: bhnd (bhndbhnd) BEHIND (baseline VALID)",
+                                       "regression: fail (failfail) FAILED (baseline VALID)"]
+    assert regressions([judged("inv", "INVALID")], judged("b2", "INVALID"), 5.0) == []
