@@ -125,6 +125,10 @@ def summary(result: RunResult) -> str:
             ratio = f", pace {pace['ratio']:.1%}" if pace.get("ratio") is not None else ""
             lines.append(f"  pace        completed {pace['completed_qps']:,.2f}/s of {pace['scheduled_qps']:,.2f}/s "
                          f"scheduled{ratio}")
+    cut = result.extra.get("inputs_cut")
+    if cut and cut.get("samples"):
+        lines.append(f"  inputs      {cut['samples']} of {cut['of']} prompts cut to {cut['max_prompt_tokens']} tokens "
+                     f"({cut['limit']})")
     if result.accuracy is not None:
         lines += accuracy_lines(result.accuracy)
     line = roofline_line(result.roofline)

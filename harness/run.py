@@ -20,7 +20,7 @@ from harness.accuracy import decode_accuracy_log, read_accuracy_log
 from harness.accuracy.compliance import ComplianceResult, verify_accuracy_log
 from harness.config import HarnessConfig, to_dict
 from harness.datasets import Dataset, load_dataset
-from harness.datasets.prompts import build_samples
+from harness.datasets.prompts import build_samples, fit_samples, input_limit
 from harness.errors import AccuracyError, ConfigError, OutputError, ResultError, SUTError
 from harness.loadgen import settings as lg_settings
 from harness.loadgen.logs import DetailLog, PerformanceResult, parse_detail_log, performance_result
@@ -111,24 +111,29 @@ class TestOutcome:
     prompt_tokens: roofline.TokenCounts | None = None
     device: str | None = None
     device_name: str | None = None
+    # Inputs cut to fit the prompt limit (benchmark.max_input_tokens, or the model's context): how many, and why.
+    inputs_cut: dict | None = None
 
 
 def run_one_test(config: HarnessConfig, dataset: Dataset, test: str, test_dir: Path, user_conf: Path,
                  model_key: str) -> TestOutcome:
     """One LoadGen test with a freshly built SUT; runs inside the test process.
 
-    Prompts are truncated here when the benchmark limits input length, since that needs the
-    SUT's tokenizer. After an accuracy test the outputs are decoded with that tokenizer into
-    ``predictions.json`` (QSL index -> text) and the log's compliance is checked, while the
-    tokenizer is at hand.
+    Prompts are cut here to fit ``benchmark.max_input_tokens`` or the model's context (the SUT's
+    ``context_length``: positions minus ``max_new_tokens``), since that needs the SUT's tokenizer.
+    After an accuracy test the outputs are decoded with that tokenizer into ``predictions.json``
+    (QSL index -> text) and the log's compliance is checked, while the tokenizer is at hand.
     """
     from harness.loadgen.bridge import run_test  # imports LoadGen: only in the test process
 
     samples = build_samples(config.benchmark, dataset)
     sut = open_sut(config, samples)
     try:
-        if config.benchmark.max_input_tokens:
-            samples = build_samples(config.benchmark, dataset, sut.tokenizer)
+        inputs_cut = None
+        limit = input_limit(config.benchmark, getattr(sut, "context_length", None))
+        if limit is not None:
+            samples, cut = fit_samples(config.benchmark, dataset, sut.tokenizer, limit)
+            inputs_cut = {"samples": cut, "of": len(samples), "max_prompt_tokens": limit.tokens, "limit": limit.source}
         audit = test_dir / AUDIT_CONF if test == COMPLIANCE_TEST else None
         stats = run_test(sut, samples, scenario=config.scenario.loadgen_scenario,
                          mode="performance" if audit else test, model_key=model_key,
@@ -147,7 +152,7 @@ def run_one_test(config: HarnessConfig, dataset: Dataset, test: str, test_dir: P
             prompt_tokens = roofline.count_prompt_tokens(sut.tokenizer, [s.prompt for s in samples])
             device, device_name = roofline.sut_device(sut)
         return TestOutcome(stats, compliance, sut.stats() if callable(getattr(sut, "stats", None)) else None,
-                           getattr(sut, "model_info", None), prompt_tokens, device, device_name)
+                           getattr(sut, "model_info", None), prompt_tokens, device, device_name, inputs_cut)
     finally:
         sut.close()
 
@@ -193,6 +198,7 @@ def run_benchmark(config: HarnessConfig, output_dir: Path) -> RunResult:
     compliance_tests: dict[str, dict] = {}
     sut_stats: dict[str, dict] = {}
     model: dict | None = None
+    inputs_cut: dict | None = None
     for test in Plan.for_config(config).tests:
         test_dir = output_dir / test
         test_dir.mkdir(exist_ok=True)
@@ -206,6 +212,7 @@ def run_benchmark(config: HarnessConfig, output_dir: Path) -> RunResult:
         if outcome.sut_stats is not None:
             sut_stats[test] = outcome.sut_stats
         model = model or outcome.model
+        inputs_cut = inputs_cut or outcome.inputs_cut
         messages += [f"{test}: {m}" for m in stats.error_messages]
         if stats.gave_up:
             messages.append(f"{test}: the harness gave up on the SUT: {stats.gave_up}")
@@ -264,7 +271,8 @@ def run_benchmark(config: HarnessConfig, output_dir: Path) -> RunResult:
         harness_version=__version__,
         extra={"accuracy_log_samples": accuracy_samples, "samples_issued": issued,
                **({"compliance": compliance_tests} if compliance_tests else {}),
-               **({"sut_stats": sut_stats} if sut_stats else {}), **({"model": model} if model else {})},
+               **({"sut_stats": sut_stats} if sut_stats else {}), **({"model": model} if model else {}),
+               **({"inputs_cut": inputs_cut} if inputs_cut else {})},
         roofline=roof.to_json(),
     )
     result.write(output_dir)

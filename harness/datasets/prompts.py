@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from harness.config import BenchmarkConfig, ConfigError
 from harness.datasets import Dataset, Record
@@ -31,23 +32,77 @@ def render_prompt(benchmark: BenchmarkConfig, text: str, system: str | None) -> 
     return template.replace("{system}", rendered_system).replace("{input}", text)
 
 
-def build_samples(benchmark: BenchmarkConfig, dataset: Dataset, tokenizer: Tokenizer | None = None) -> list[Sample]:
-    """QSL samples in dataset order; inputs truncated when a tokenizer and a limit are given."""
-    limit = benchmark.max_input_tokens
+@dataclass(frozen=True)
+class InputLimit:
+    """The most tokens a prompt may have, and where that limit comes from (for the error and the record)."""
+
+    tokens: int
+    source: str  # "benchmark.max_input_tokens" or "the model's N positions - benchmark.max_new_tokens"
+
+
+def input_limit(benchmark: BenchmarkConfig, context_length: int | None) -> InputLimit | None:
+    """``benchmark.max_input_tokens``, checked against the model's context; without it, the model's
+    positions minus ``max_new_tokens`` (None when neither is known: nothing is cut).
+
+    A prompt plus its generated tokens beyond a model's positions fails at run time (an IndexError
+    from a GPT-2's learned position table, for every sample of its batch), so it is cut here, before
+    LoadGen starts, or refused in one line when no cut can make it fit.
+    """
+    room = context_length - benchmark.max_new_tokens if context_length else None
+    if room is not None and room <= 0:
+        raise ConfigError(f"benchmark.max_new_tokens={benchmark.max_new_tokens} leaves no room for a prompt in the "
+                          f"model's {context_length} positions")
+    if benchmark.max_input_tokens:
+        if room is not None and benchmark.max_input_tokens > room:
+            raise ConfigError(f"benchmark.max_input_tokens={benchmark.max_input_tokens} plus benchmark.max_new_tokens="
+                              f"{benchmark.max_new_tokens} exceed the model's {context_length} positions; set "
+                              f"benchmark.max_input_tokens <= {room}")
+        return InputLimit(benchmark.max_input_tokens, "benchmark.max_input_tokens")
+    if room is None:
+        return None
+    return InputLimit(room, f"the model's {context_length} positions - benchmark.max_new_tokens "
+                            f"{benchmark.max_new_tokens}")
+
+
+def build_samples(benchmark: BenchmarkConfig, dataset: Dataset, tokenizer: Tokenizer | None = None,
+                  limit: InputLimit | None = None) -> list[Sample]:
+    """QSL samples in dataset order; inputs cut to fit ``limit`` (default ``benchmark.max_input_tokens``)
+    when a tokenizer is given. See :func:`fit_samples` for the count of cut inputs."""
+    return fit_samples(benchmark, dataset, tokenizer, limit)[0]
+
+
+def fit_samples(benchmark: BenchmarkConfig, dataset: Dataset, tokenizer: Tokenizer | None = None,
+                limit: InputLimit | None = None) -> tuple[list[Sample], int]:
+    """:func:`build_samples` and how many inputs were cut.
+
+    A prompt that cannot fit however much of its input is cut (the template alone is too long, or
+    a templated dataset's prompt, which has no separate input to cut) is a ConfigError naming the key.
+    """
+    if limit is None and benchmark.max_input_tokens:
+        limit = InputLimit(benchmark.max_input_tokens, "benchmark.max_input_tokens")
     samples = []
     cut = 0
     for i, record in enumerate(dataset.records):
-        if dataset.templated:
-            samples.append(Sample(i, record.input, record.input, record.reference))
-            continue
         text = record.input
+        if dataset.templated:
+            if limit and tokenizer is not None and len(tokenizer.encode(text)) > limit.tokens:
+                raise ConfigError(f"record {i} of {dataset.source} is a whole prompt of {len(tokenizer.encode(text))} "
+                                  f"tokens, over the limit of {limit.tokens} ({limit.source}), and a templated "
+                                  "prompt is not cut: shorten the dataset's prompts or raise the limit")
+            samples.append(Sample(i, text, text, record.reference))
+            continue
         if limit and tokenizer is not None:
-            text = _fit(benchmark, record, tokenizer, limit)
+            text = _fit(benchmark, record, tokenizer, limit.tokens)
+            prompt = render_prompt(benchmark, text, record.system)
+            if len(tokenizer.encode(prompt)) > limit.tokens:
+                raise ConfigError(f"benchmark.prompt_template: the prompt of record {i} is over the limit of "
+                                  f"{limit.tokens} tokens ({limit.source}) even with its input cut away")
             cut += text != record.input
         samples.append(Sample(i, render_prompt(benchmark, text, record.system), text, record.reference))
     if cut:
-        log.info("%d of %d inputs truncated to fit benchmark.max_input_tokens=%d", cut, len(samples), limit)
-    return samples
+        assert limit is not None
+        log.warning("%d of %d inputs cut to fit %d prompt tokens (%s)", cut, len(samples), limit.tokens, limit.source)
+    return samples, cut
 
 
 def _fit(benchmark: BenchmarkConfig, record: Record, tokenizer: Tokenizer, limit: int) -> str:

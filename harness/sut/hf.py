@@ -235,6 +235,7 @@ class HFSUT:
         self.generation_config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
                                                   eos_token_id=sorted(self.eos), pad_token_id=self.pad_id)
         self.max_positions = getattr(model.config, "max_position_embeddings", None)
+        self.context_length = self.max_positions  # the run cuts prompts to fit it (harness.datasets.prompts)
         self.model_info = model_info(model, path)
         self._prompts: dict[int, list[int]] = {}
         self._torch = torch
@@ -336,8 +337,17 @@ class HFSUT:
             return [Completion(s.index, self.decoder.decode(self.prompt_ids(s))) for s in batch]
 
         ids, mask, _ = left_pad([self.prompt_ids(s) for s in batch], self.pad_id, self.device)
-        with self._torch.inference_mode():
-            out = self.model.generate(input_ids=ids, attention_mask=mask, generation_config=self.generation_config)
+        try:
+            with self._torch.inference_mode():
+                out = self.model.generate(input_ids=ids, attention_mask=mask,
+                                          generation_config=self.generation_config)
+        except Exception as exc:
+            if len(batch) == 1:
+                return [Completion(batch[0].index, (), error=f"{type(exc).__name__}: {exc}")]
+            # One bad sample (e.g. a prompt the model cannot hold) must not fail the others of its batch.
+            log.warning("a batch of %d failed (%s: %s); generating its samples one at a time", len(batch),
+                        type(exc).__name__, exc)
+            return [c for s in batch for c in self.generate([s])]
         new = out[:, ids.shape[1]:].tolist()
         return [Completion(s.index, until_eos(row, self.eos)) for s, row in zip(batch, new, strict=True)]
 

@@ -1,6 +1,9 @@
+import pytest
+
 from harness.config import compose
 from harness.datasets import Dataset, Record
-from harness.datasets.prompts import build_samples, render_prompt
+from harness.datasets.prompts import InputLimit, build_samples, fit_samples, input_limit, render_prompt
+from harness.errors import ConfigError
 from harness.sut.tokenizer import WordTokenizer
 
 
@@ -50,3 +53,30 @@ def test_truncation_with_a_bos_adding_tokenizer_fills_the_limit_exactly():
     for limit in (110, 150, 151):
         bench = compose(["benchmark=gptj", f"benchmark.max_input_tokens={limit}"]).benchmark
         assert len(tokenizer.encode(build_samples(bench, ds, tokenizer)[0].prompt)) == limit
+
+
+def test_the_input_limit_defaults_to_the_models_context_and_is_checked_against_it():
+    bench = compose(["benchmark=sample", "benchmark.max_new_tokens=32"]).benchmark
+    assert input_limit(bench, None) is None
+    assert input_limit(bench, 256) == InputLimit(224, "the model's 256 positions - benchmark.max_new_tokens 32")
+    own = compose(["benchmark=sample", "benchmark.max_new_tokens=32", "benchmark.max_input_tokens=100"]).benchmark
+    assert input_limit(own, 256) == InputLimit(100, "benchmark.max_input_tokens")
+    with pytest.raises(ConfigError, match="set benchmark.max_input_tokens <= 96"):
+        input_limit(own, 128)
+    with pytest.raises(ConfigError, match="benchmark.max_new_tokens=32 leaves no room"):
+        input_limit(bench, 32)
+
+
+def test_prompts_that_cannot_fit_are_refused_naming_what_to_change():
+    bench = compose(["benchmark=gptj"]).benchmark
+    ds = Dataset("d", "f", (Record("0", "an input", "R"),))
+    tokenizer = WordTokenizer([render_prompt(bench, "an input", None)])
+    template_only = len(tokenizer.encode(render_prompt(bench, "", None)))
+    with pytest.raises(ConfigError, match="benchmark.prompt_template: the prompt of record 0 is over the limit"):
+        fit_samples(bench, ds, tokenizer, InputLimit(template_only - 1, "benchmark.max_input_tokens"))
+    templated = Dataset("d", "data.jsonl", (Record("0", "one two three four", "R"),), templated=True)
+    with pytest.raises(ConfigError, match=r"record 0 of data.jsonl is a whole prompt of \d+ tokens, over the limit"):
+        fit_samples(bench, templated, WordTokenizer(["one two three four"]), InputLimit(3, "x"))
+    samples, cut = fit_samples(bench, ds, tokenizer, InputLimit(template_only + 1, "benchmark.max_input_tokens"))
+    assert cut == 1 and samples[0].text != "an input"
+    assert len(tokenizer.encode(samples[0].prompt)) <= template_only + 1
