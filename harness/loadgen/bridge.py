@@ -18,6 +18,7 @@ one are failed at once, and a test process is ended early when LoadGen does not 
 from __future__ import annotations
 
 import array
+import dataclasses
 import logging
 import os
 import queue
@@ -300,7 +301,12 @@ class _Bridge:
             now = time.monotonic()
             if self.gave_up_at is not None and self.end_early is not None and now - self.gave_up_at > GIVE_UP_GRACE_S:
                 log.error("ending the LoadGen test early: the harness gave up on the SUT (%s)", self.stats.gave_up)
-                self.end_early(self.stats)
+                with self.lock:  # a snapshot: LoadGen keeps issuing until the process ends
+                    final = dataclasses.replace(self.stats, error_counts=dict(self.stats.error_counts))
+                # Samples issued but not yet completed never will be: they count as failed.
+                final.errors += final.issued - final.completed
+                final.completed = final.issued
+                self.end_early(final)
                 return
             if now >= next_progress:
                 next_progress = now + PROGRESS_EVERY_S
