@@ -111,3 +111,12 @@ def test_every_sample_failing_fails_fast(run):
                  "run.max_errors=5", *QUICK["server"], timeout_s=90)
     assert result.errors == result.extra["samples_issued"]["performance"] >= 500
     assert any("run.max_errors" in m for m in result.error_messages)
+
+
+def test_gptj_server_is_judged_on_its_end_to_end_latency(run):
+    # GPT-J has no token latencies: quick mode keeps mlperf.conf's 20 s p99 latency constraint.
+    result = run("benchmark=gptj", "scenario=server", "mode=performance", *FAST, *QUICK["server"])
+    assert result.errors == 0 and result.valid is True, result.invalid_reasons
+    detail = parse_detail_log(Path(result.output_dir) / "performance" / "mlperf_log_detail.txt")
+    assert detail.get("effective_target_latency_ns") == 20_000_000_000
+    assert detail.get("requested_use_token_latencies") is not True
