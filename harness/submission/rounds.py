@@ -16,11 +16,12 @@ Interactive are both optional, one of them is required (checker, 2026-08-20).
 from __future__ import annotations
 
 import functools
-import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from harness.loadgen.logs import DetailLog
 
 SYSTEM_TYPES = ("datacenter", "edge", "datacenter,edge")
 
@@ -117,10 +118,10 @@ def round_of_seeds(seeds: tuple[int | None, int | None, int | None]) -> Round | 
     return next((r for r in ROUNDS.values() if r.seeds == tuple(seeds)), None)
 
 
-def seeds_of_detail(detail: object) -> tuple[int | None, int | None, int | None]:
-    """The effective seeds a LoadGen detail log records (``DetailLog``)."""
-    get = detail.get  # type: ignore[attr-defined]
-    return (get("effective_qsl_rng_seed"), get("effective_sample_index_rng_seed"), get("effective_schedule_rng_seed"))
+def seeds_of_detail(detail: DetailLog) -> tuple[int | None, int | None, int | None]:
+    """The effective seeds a LoadGen detail log records."""
+    return (detail.get("effective_qsl_rng_seed"), detail.get("effective_sample_index_rng_seed"),
+            detail.get("effective_schedule_rng_seed"))
 
 
 @functools.cache

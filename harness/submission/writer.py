@@ -130,7 +130,7 @@ def round_problems(run: RunSource, benchmark: str, division: str, system_type: s
     rnd = run_round(run)
     if rnd is None:
         why = "its LoadGen seeds belong to no MLPerf round the harness knows"
-        return ([why], "") if division == "closed" else ([], f"{run.label}: {why}")
+        return ([why], "") if division == "closed" else ([], f"{run.label}: warning: {why}")
     if division == "open":
         problem = rounds.benchmark_problem(rnd, benchmark, None)
         return [], (f"{run.label}: warning: {problem}: the official {rnd.name} checker rejects it, even in the "
