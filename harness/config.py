@@ -65,7 +65,8 @@ class LatencyLimits:
 
 @dataclass(frozen=True)
 class LengthGuard:
-    """MLPerf's output-length check: ``metric`` within [min_ratio, max_ratio] x ``reference``.
+    """MLPerf's output-length check: ``metric`` within [min_ratio x reference, max_ratio x
+    max_reference] (``max_reference`` null: ``reference``; Mixtral's band has two references).
 
     ``gen_len`` (total characters) is a dataset total, so it is scaled to the samples scored;
     ``tokens_per_sample`` is a mean and is not.
@@ -75,6 +76,7 @@ class LengthGuard:
     reference: float
     min_ratio: float = 0.9
     max_ratio: float | None = 1.1
+    max_reference: float | None = None
 
 
 @dataclass(frozen=True)
@@ -174,9 +176,12 @@ class SUTConfig:
 class SystemConfig:
     """The machine the run describes; the rest fills ``systems/<id>.json`` of a submission.
 
-    ``system_name``, ``status``, ``system_type`` and ``framework`` cannot be detected and are
-    required by ``harness-submit``. The hardware fields default to what ``environment.json``
-    captured (null); set them when that is not the machine that served the model (a remote server).
+    Every field of MLPerf's system description can be set here (harness/submission/system.py
+    lists them; ``accelerator_on_chip_memories`` is the JSON's ``accelerator_on-chip_memories``).
+    null: what ``environment.json`` captured when the machine can tell (set them when that is not
+    the machine that served the model, e.g. a remote server); ``harness-submit`` names the
+    required ones still missing. A count of zero is written as the string "0" (MLPerf's checker
+    reads the number 0 as empty).
     """
 
     name: str = "local"
@@ -184,16 +189,36 @@ class SystemConfig:
     system_name: str | None = None
     status: Literal["available", "preview", "rdi"] | None = None
     system_type: Literal["datacenter", "edge", "datacenter,edge"] | None = None
+    system_type_detail: str | None = None
     framework: str | None = None
     number_of_nodes: int = 1
     host_processor_model_name: str | None = None
-    host_processor_core_count: int | None = None
+    host_processors_per_node: int | None = None
+    host_processor_core_count: int | None = None  # cores per processor
+    host_processor_frequency: str | None = None
+    host_processor_caches: str | None = None
+    host_processor_interconnect: str | None = None
     host_memory_capacity: str | None = None
+    host_memory_configuration: str | None = None
+    host_storage_capacity: str | None = None
+    host_storage_type: str | None = None
+    host_networking: str | None = None
+    host_networking_topology: str | None = None
+    host_network_card_count: int | str | None = None
     accelerator_model_name: str | None = None
     accelerators_per_node: int | None = None
+    accelerator_frequency: str | None = None
+    accelerator_host_interconnect: str | None = None
+    accelerator_interconnect: str | None = None
+    accelerator_interconnect_topology: str | None = None
     accelerator_memory_capacity: str | None = None
+    accelerator_memory_configuration: str | None = None
+    accelerator_on_chip_memories: str | None = None
+    cooling: str | None = None
     operating_system: str | None = None
     other_software_stack: str | None = None
+    hw_notes: str | None = None
+    sw_notes: str | None = None
     # Roofline peaks per accelerator (decimal GB/s; dense TFLOP/s at the model's precision); null:
     # the table of known accelerators in harness/hardware.py, or on CPU a measured probe.
     peak_memory_bandwidth_gbs: float | None = None

@@ -3,6 +3,9 @@
 ``capture()`` records the OS, Python, installed packages, torch and its CUDA build, CPU and
 memory, GPUs (NVML, else ``nvidia-smi``; none is fine), the LoadGen version, the project's git
 commit and the command line; ``write()`` stores it as ``environment.json`` in the run directory.
+The hardware facts MLPerf's system description asks for (sockets, clocks, caches, memory modules,
+disks, NICs, GPU clocks, PCIe and NVLink) are recorded where the machine tells them
+(harness/machine.py for the host).
 Nothing here imports torch or LoadGen (versions come from package metadata), and every probe is
 allowed to fail: a missing tool yields ``null``, never an error. Secrets go through the Redactor.
 """
@@ -27,7 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from harness import __version__
+from harness import __version__, machine
 from harness.config import REPO_ROOT
 from harness.errors import OutputError
 from harness.redact import Redactor
@@ -63,6 +66,9 @@ def capture(rerun_args: Sequence[str] = (), redactor: Redactor | None = None) ->
         "loadgen": {"version": package_version("mlcommons-loadgen")},
         "torch": torch_build(),
         "cpu": cpu(),
+        "memory": machine.memory_modules(),
+        "disks": machine.disks(),
+        "network": machine.network_interfaces(),
         "gpus": gpus(),
         "env": {k: v for k, v in sorted(os.environ.items()) if k.startswith(ENV_PREFIXES)},
         "packages": packages(),
@@ -134,13 +140,19 @@ def cpu() -> dict[str, Any]:
     except OSError:
         pass
     return {"model": model or platform.processor() or None, "physical_cores": psutil.cpu_count(logical=False),
-            "logical_cores": psutil.cpu_count(logical=True),
+            "logical_cores": psutil.cpu_count(logical=True), "sockets": machine.sockets(),
+            "max_frequency_mhz": machine.max_frequency_mhz(), "caches": machine.caches(),
             "memory_gib": round(psutil.virtual_memory().total / 2**30, 2)}
+
+
+# nvidia-smi's names for the fields NVML gives: max SM clock (MHz), PCIe generation and width.
+SMI_QUERY = "name,memory.total,driver_version,clocks.max.sm,pcie.link.gen.max,pcie.link.width.max"
 
 
 @functools.cache
 def gpus() -> dict[str, Any]:
-    """GPU name, memory and driver: NVML when installed, else nvidia-smi, else none."""
+    """GPU name, memory, driver, max SM clock, PCIe link and NVLink: NVML when installed, else
+    nvidia-smi (no NVLink), else none. A figure a driver does not report is null."""
     try:
         return {"source": "nvml", "devices": _nvml_gpus()}
     except Exception as exc:  # no pynvml, no driver, no device: all just mean "ask nvidia-smi"
@@ -148,16 +160,27 @@ def gpus() -> dict[str, Any]:
     smi = shutil.which("nvidia-smi")
     if smi:
         try:
-            out = subprocess.run([smi, "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader,nounits"],
+            out = subprocess.run([smi, f"--query-gpu={SMI_QUERY}", "--format=csv,noheader,nounits"],
                                  capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, check=True).stdout
-            devices = []
-            for line in out.strip().splitlines():
-                name, memory_mib, driver = (p.strip() for p in line.split(","))
-                devices.append({"name": name, "memory_gib": round(float(memory_mib) / 1024, 2), "driver": driver})
-            return {"source": "nvidia-smi", "devices": devices}
+            return {"source": "nvidia-smi", "devices": [_smi_device(line) for line in out.strip().splitlines()]}
         except (OSError, subprocess.SubprocessError, ValueError) as exc:
             log.debug("nvidia-smi failed: %s", exc)
     return {"source": None, "devices": []}
+
+
+def _smi_device(line: str) -> dict[str, Any]:
+    parts = [p.strip() for p in line.split(",")]
+    name, memory_mib, driver = parts[:3]
+    clock, gen, width = ([_smi_int(p) for p in parts[3:6]] + [None] * 3)[:3]
+    return {"name": name, "memory_gib": round(float(memory_mib) / 1024, 2), "driver": driver,
+            "max_sm_clock_mhz": clock, "pcie_generation": gen, "pcie_width": width, "nvlink": None}
+
+
+def _smi_int(text: str) -> int | None:
+    try:
+        return int(float(text))
+    except ValueError:  # "[N/A]", "[Not Supported]"
+        return None
 
 
 def _nvml_gpus() -> list[dict[str, Any]]:
@@ -172,10 +195,40 @@ def _nvml_gpus() -> list[dict[str, Any]]:
             name = pynvml.nvmlDeviceGetName(handle)
             devices.append({"name": name.decode() if isinstance(name, bytes) else name,
                             "memory_gib": round(pynvml.nvmlDeviceGetMemoryInfo(handle).total / 2**30, 2),
-                            "driver": driver.decode() if isinstance(driver, bytes) else driver})
+                            "driver": driver.decode() if isinstance(driver, bytes) else driver,
+                            "max_sm_clock_mhz": _nvml(pynvml.nvmlDeviceGetMaxClockInfo, handle, pynvml.NVML_CLOCK_SM),
+                            "pcie_generation": _nvml(pynvml.nvmlDeviceGetMaxPcieLinkGeneration, handle),
+                            "pcie_width": _nvml(pynvml.nvmlDeviceGetMaxPcieLinkWidth, handle),
+                            "nvlink": _nvml_nvlink(pynvml, handle)})
         return devices
     finally:
         pynvml.nvmlShutdown()
+
+
+def _nvml(fn: Any, *args: Any) -> Any:
+    """One NVML query; None where the device or driver does not support it."""
+    try:
+        return fn(*args)
+    except Exception as exc:  # pynvml.NVMLError_NotSupported and friends
+        log.debug("NVML %s: %s", getattr(fn, "__name__", fn), exc)
+        return None
+
+
+def _nvml_nvlink(pynvml: Any, handle: Any) -> dict[str, Any] | None:
+    """Active NVLink links of one GPU, whether they go to an NVSwitch, and NVML's version code of
+    the link (raw: its numbering differs between NVML releases)."""
+    active, versions, switch = 0, set(), False
+    for link in range(getattr(pynvml, "NVML_NVLINK_MAX_LINKS", 18)):
+        if _nvml(pynvml.nvmlDeviceGetNvLinkState, handle, link) != pynvml.NVML_FEATURE_ENABLED:
+            continue
+        active += 1
+        versions.add(_nvml(pynvml.nvmlDeviceGetNvLinkVersion, handle, link))
+        remote = _nvml(pynvml.nvmlDeviceGetNvLinkRemoteDeviceType, handle, link)
+        switch |= remote == getattr(pynvml, "NVML_NVLINK_DEVICE_TYPE_SWITCH", 2)
+    if not active:
+        return {"active_links": 0, "nvml_version": None, "to_switch": False}
+    known = sorted(v for v in versions if v is not None)
+    return {"active_links": active, "nvml_version": known[-1] if known else None, "to_switch": switch}
 
 
 def git_state(root: Path = REPO_ROOT) -> dict[str, Any]:

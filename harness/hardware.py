@@ -47,47 +47,48 @@ class Accelerator:
     tflops: Mapping[str, float]
     tokens: tuple[str, ...]  # all must appear in the normalised device name (see ``match_accelerator``)
     source: str
+    memory_type: str = ""  # the memory technology: MLPerf's accelerator_memory_configuration
 
 
 # Order matters: the first row whose tokens all appear wins, so variants (NVL, PCIe, 80GB) come
 # before the plain name they extend.
 ACCELERATORS: tuple[Accelerator, ...] = (
     Accelerator("NVIDIA H100 NVL 94GB", 94, 3900, {"bf16": 835.5, "fp16": 835.5, "fp8": 1670.5, "fp32": 60},
-                ("h100", "nvl"), "NVIDIA H100 datasheet (sparse figures / 2)"),
+                ("h100", "nvl"), "NVIDIA H100 datasheet (sparse figures / 2)", "HBM3"),
     Accelerator("NVIDIA H100 PCIe 80GB", 80, 2000, {"bf16": 756.5, "fp16": 756.5, "fp8": 1513, "fp32": 51},
-                ("h100", "pcie"), "NVIDIA H100 datasheet (sparse figures / 2)"),
+                ("h100", "pcie"), "NVIDIA H100 datasheet (sparse figures / 2)", "HBM2e"),
     # nvidia-smi calls the SXM5 part "NVIDIA H100 80GB HBM3".
     Accelerator("NVIDIA H100 SXM 80GB", 80, 3350, {"bf16": 989.4, "fp16": 989.4, "fp8": 1978.9, "fp32": 67},
-                ("h100",), "NVIDIA H100 datasheet (sparse figures / 2)"),
+                ("h100",), "NVIDIA H100 datasheet (sparse figures / 2)", "HBM3"),
     Accelerator("NVIDIA H200 NVL 141GB", 141, 4800, {"bf16": 835.5, "fp16": 835.5, "fp8": 1670.5, "fp32": 60},
-                ("h200", "nvl"), "NVIDIA H200 datasheet (sparse figures / 2)"),
+                ("h200", "nvl"), "NVIDIA H200 datasheet (sparse figures / 2)", "HBM3e"),
     Accelerator("NVIDIA H200 SXM 141GB", 141, 4800, {"bf16": 989.4, "fp16": 989.4, "fp8": 1978.9, "fp32": 67},
-                ("h200",), "NVIDIA H200 datasheet (sparse figures / 2)"),
+                ("h200",), "NVIDIA H200 datasheet (sparse figures / 2)", "HBM3e"),
     # GH200's Hopper GPU: 96 GB HBM3 at 4 TB/s (the 144 GB HBM3e version: 4.9 TB/s).
     Accelerator("NVIDIA GH200 144GB HBM3e", 144, 4900, {"bf16": 989.4, "fp16": 989.4, "fp8": 1978.9, "fp32": 67},
-                ("gh200", "144g"), "NVIDIA GH200 datasheet (sparse figures / 2)"),
+                ("gh200", "144g"), "NVIDIA GH200 datasheet (sparse figures / 2)", "HBM3e"),
     Accelerator("NVIDIA GH200 96GB", 96, 4000, {"bf16": 989.4, "fp16": 989.4, "fp8": 1978.9, "fp32": 67},
-                ("gh200",), "NVIDIA GH200 datasheet (sparse figures / 2)"),
+                ("gh200",), "NVIDIA GH200 datasheet (sparse figures / 2)", "HBM3"),
     Accelerator("NVIDIA B200 180GB", 180, 8000, {"bf16": 2250, "fp16": 2250, "fp8": 4500, "fp32": 75},
-                ("b200",), "NVIDIA HGX B200 datasheet, per GPU (sparse figures / 2)"),
+                ("b200",), "NVIDIA HGX B200 datasheet, per GPU (sparse figures / 2)", "HBM3e"),
     # A100 names: "NVIDIA A100-SXM4-80GB", "NVIDIA A100-SXM4-40GB", "NVIDIA A100 80GB PCIe",
     # "NVIDIA A100-PCIE-40GB". No FP8 on Ampere.
     Accelerator("NVIDIA A100 PCIe 80GB", 80, 1935, {"bf16": 312, "fp16": 312, "fp32": 19.5},
-                ("a100", "pcie", "80gb"), "NVIDIA A100 datasheet (dense)"),
+                ("a100", "pcie", "80gb"), "NVIDIA A100 datasheet (dense)", "HBM2e"),
     Accelerator("NVIDIA A100 PCIe 40GB", 40, 1555, {"bf16": 312, "fp16": 312, "fp32": 19.5},
-                ("a100", "pcie"), "NVIDIA A100 datasheet (dense)"),
+                ("a100", "pcie"), "NVIDIA A100 datasheet (dense)", "HBM2"),
     Accelerator("NVIDIA A100 SXM 80GB", 80, 2039, {"bf16": 312, "fp16": 312, "fp32": 19.5},
-                ("a100", "80gb"), "NVIDIA A100 datasheet (dense)"),
+                ("a100", "80gb"), "NVIDIA A100 datasheet (dense)", "HBM2e"),
     Accelerator("NVIDIA A100 SXM 40GB", 40, 1555, {"bf16": 312, "fp16": 312, "fp32": 19.5},
-                ("a100",), "NVIDIA A100 datasheet (dense)"),
+                ("a100",), "NVIDIA A100 datasheet (dense)", "HBM2"),
     Accelerator("NVIDIA L40S", 48, 864, {"bf16": 362.05, "fp16": 362.05, "fp8": 733, "fp32": 91.6},
-                ("l40s",), "NVIDIA L40S datasheet (sparse figures / 2)"),
+                ("l40s",), "NVIDIA L40S datasheet (sparse figures / 2)", "GDDR6"),
     Accelerator("NVIDIA L4", 24, 300, {"bf16": 121, "fp16": 121, "fp8": 242.5, "fp32": 30.3},
-                ("l4",), "NVIDIA L4 datasheet (sparse figures / 2)"),
+                ("l4",), "NVIDIA L4 datasheet (sparse figures / 2)", "GDDR6"),
     Accelerator("AMD Instinct MI325X", 256, 6000, {"bf16": 1307.4, "fp16": 1307.4, "fp8": 2614.9, "fp32": 163.4},
-                ("mi325x",), "AMD Instinct MI325X datasheet (dense)"),
+                ("mi325x",), "AMD Instinct MI325X datasheet (dense)", "HBM3E"),
     Accelerator("AMD Instinct MI300X", 192, 5300, {"bf16": 1307.4, "fp16": 1307.4, "fp8": 2614.9, "fp32": 163.4},
-                ("mi300x",), "AMD Instinct MI300X datasheet (dense)"),
+                ("mi300x",), "AMD Instinct MI300X datasheet (dense)", "HBM3"),
 )
 
 

@@ -195,10 +195,10 @@ def accuracy_lines(accuracy: dict[str, Any]) -> list[str]:
     """The accuracy verdict and scores, each ROUGE score with its target when there is one."""
     scores, targets = accuracy.get("scores", {}), accuracy.get("targets", {})
     shown = []
-    for key in ("rouge1", "rouge2", "rougeL", "rougeLsum"):
+    for key in ("rouge1", "rouge2", "rougeL", "rougeLsum", "gsm8k"):
         if key in scores:
-            target = targets.get(key)
-            shown.append(f"{key} {scores[key]:.4f}" + (f" (>= {target:g})" if target is not None else ""))
+            target = targets.get(key)  # exact (e.g. 38.391408): 4 decimals would misstate it
+            shown.append(f"{key} {scores[key]:.4f}" + (f" (>= {target:.10g})" if target is not None else ""))
     verdict = accuracy.get("verdict", "?")
     head = "no target" if verdict == "NO_TARGET" else verdict
     lines = [f"  accuracy    {head}: " + ", ".join(shown)]

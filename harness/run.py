@@ -142,11 +142,13 @@ def run_one_test(config: HarnessConfig, dataset: Dataset, test: str, test_dir: P
         compliance = None
         if audit is not None and not stats.errors:
             # TEST06: the ~100 responses logged during the performance run.
-            compliance = verify_accuracy_log(test_dir / ACCURACY_LOG, sut.tokenizer.eos_token_id, test_dir)
+            compliance = verify_accuracy_log(test_dir / ACCURACY_LOG, sut.tokenizer.eos_token_id, test_dir,
+                                             scenario=config.scenario.loadgen_scenario)
         elif test == "accuracy" and not stats.errors:
             texts = decode_accuracy_log(test_dir / ACCURACY_LOG, sut.tokenizer.decode)
             (test_dir / PREDICTIONS).write_text(json.dumps(texts, indent=1, ensure_ascii=False) + "\n")
-            compliance = verify_accuracy_log(test_dir / ACCURACY_LOG, sut.tokenizer.eos_token_id, test_dir)
+            compliance = verify_accuracy_log(test_dir / ACCURACY_LOG, sut.tokenizer.eos_token_id, test_dir,
+                                             scenario=config.scenario.loadgen_scenario)
         prompt_tokens = device = device_name = None
         if test == "performance" and not stats.errors:  # after LoadGen's clock has stopped
             prompt_tokens = roofline.count_prompt_tokens(sut.tokenizer, [s.prompt for s in samples])
@@ -168,7 +170,7 @@ def score_accuracy(config: HarnessConfig, dataset: Dataset, test_dir: Path,
         raise AccuracyError(f"cannot read decoded predictions {test_dir / PREDICTIONS}: {exc}") from exc
     predictions = {int(k): v for k, v in raw.items()}
     accuracy = score_accuracy_log(test_dir / ACCURACY_LOG, predictions, [r.reference for r in dataset.records],
-                                  config.benchmark)
+                                  config.benchmark, [r.task for r in dataset.records])
     write_accuracy_txt(test_dir, accuracy)
     if compliance is not None:
         accuracy["compliance"] = {"passed": compliance.passed, "lines": compliance.lines()}

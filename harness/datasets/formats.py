@@ -6,8 +6,10 @@ Each known layout is recognised by its columns (``format: auto``) or asked for b
   ``cnn_eval.json`` (instruction, input, output); MLPerf Llama 3.1 8B's ``cnn_eval.json``
   (input already templated, tok_input, output).
 - ``open_orca``: MLPerf Llama 2 70B's preprocessed pickle (input already templated, tok_input,
-  output), Mixtral's (input, tok_input, ref_output, dataset), or raw OpenOrca (system_prompt,
-  question, response).
+  output), Mixtral's (input, tok_input, gt_output, dataset: its reference is the ground truth
+  ``gt_output``, as the reference's evaluate-accuracy.py scores it; ``ref_output`` is the
+  reference model's own output; ``dataset`` names each record's task: OpenOrca, GSM8K or MBXP),
+  or raw OpenOrca (system_prompt, question, response).
 - ``sharegpt``: ShareGPT V3 JSON (first human turn = prompt, first assistant turn after it =
   reference).
 - ``table``: any file, with ``dataset.prompt_field`` and ``dataset.reference_field``.
@@ -31,13 +33,14 @@ class Layout:
     reference: str
     system: str | None = None
     templated: bool = False
+    task: str | None = None  # field naming each record's task in a mixed dataset
 
 
 # (format, required columns, layout), most specific first.
 KNOWN: tuple[tuple[str, frozenset[str], Layout], ...] = (
     ("cnn_dailymail", frozenset({"article", "highlights"}), Layout("cnn_dailymail", "article", "highlights")),
-    ("open_orca", frozenset({"input", "tok_input", "ref_output"}),
-     Layout("open_orca", "input", "ref_output", templated=True)),
+    ("open_orca", frozenset({"input", "tok_input", "gt_output", "dataset"}),
+     Layout("open_orca", "input", "gt_output", templated=True, task="dataset")),
     ("open_orca", frozenset({"input", "tok_input", "system_prompt", "output"}),
      Layout("open_orca", "input", "output", templated=True)),
     ("cnn_dailymail", frozenset({"input", "tok_input", "output"}),
@@ -77,7 +80,7 @@ def resolve_layout(config: DatasetConfig, columns: Sequence[str]) -> Layout | st
 def _with_overrides(layout: Layout, config: DatasetConfig) -> Layout:
     return Layout(layout.format, config.prompt_field or layout.prompt, config.reference_field or layout.reference,
                   config.system_field or layout.system,
-                  layout.templated if config.templated is None else config.templated)
+                  layout.templated if config.templated is None else config.templated, layout.task)
 
 
 def sharegpt_pair(row: dict[str, Any]) -> tuple[str, str] | None:

@@ -419,3 +419,15 @@ def run_bare_test(n_samples: int, *, model_key: str, user_conf: Path, outdir: Pa
     finally:
         lg.DestroySUT(handle)
         lg.DestroyQSL(qsl)
+
+
+def builtin_seeds() -> tuple[int, int, int] | None:
+    """(qsl, sample index, schedule) RNG seeds of the mlperf.conf compiled into this LoadGen.
+
+    ``conf_type=0`` parses only the built-in file; unlike a user.conf load it is not counted, so
+    a later test in this process is not logged as using several conf files.
+    """
+    settings = lg.TestSettings()
+    if settings.FromConfig("", "llama3_1-8b", "Offline", 0) != 0:
+        return None
+    return settings.qsl_rng_seed, settings.sample_index_rng_seed, settings.schedule_rng_seed

@@ -20,9 +20,18 @@ def model_key(config: HarnessConfig) -> str:
 
 
 def latency_limits(config: HarnessConfig) -> LatencyLimits | None:
-    """TTFT/TPOT p99 limits of the run: the benchmark's, with scenario overrides applied."""
+    """TTFT/TPOT p99 limits of the run: the benchmark's, with scenario overrides applied.
+
+    None for a model without token latencies (GPT-J): its Server constraint is mlperf.conf's
+    end-to-end p99 latency (``gptj.Server.target_latency = 20000`` ms), which quick mode keeps.
+    """
     sc = config.scenario
     if sc.latency_limits is None:
+        return None
+    if not uses_token_latencies(config.benchmark.model_key):
+        if sc.latency_limits == "interactive":
+            raise ConfigError(f"benchmark '{config.benchmark.name}' has no Interactive scenario "
+                              f"(mlperf.conf has no {config.benchmark.model_key}-interactive settings)")
         return None
     base = config.benchmark.latency.get(sc.latency_limits)
     if base is None and (sc.ttft_ms is None or sc.tpot_ms is None):

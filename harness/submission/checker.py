@@ -1,13 +1,18 @@
 """``harness-check``: verify a submission tree written by ``harness-submit`` (or by hand).
 
+Checked against one MLPerf round (``--round``; default: the installed LoadGen's, see rounds.py).
 Per result folder: required files present and unchanged since they were written (manifest);
-performance VALID without LoadGen errors; accuracy re-judged from accuracy.txt against the
-benchmark's targets (closed: the official targets in conf/benchmark/); accuracy.txt's hash equal to
-the full log's hash recorded at write time, the truncated log consistent with it, and equal to the
-source run's log when that run directory still exists; token latencies on for LLMs that need them;
-effective settings consistent with the division; measurements.json complete; TEST06 passed
-(re-checked on its log). Per system: the required description fields. One line per result, exit 1
-on any failure, 2 on bad input.
+LoadGen seeds of that round, and a benchmark of it (closed: a scenario of it for the system's
+type); performance VALID without LoadGen errors; accuracy re-judged from accuracy.txt against the
+benchmark's targets, exactly as the official checker compares (closed: the official targets in
+conf/benchmark/); accuracy.txt's hash equal to the full log's hash recorded at write time, the
+truncated log consistent with it, and equal to the source run's log when that run directory still
+exists; token latencies on for LLMs that need them; effective settings consistent with the
+division; measurements.json complete; TEST06 passed (re-checked on its log, the first token
+decided by the scenario). Per system: every field the official checker requires, with its
+"meaningful value" rule, status, type, division and submitter, and the file unchanged since
+written. Closed: every required scenario of each benchmark present. One line per check, exit 1 on
+any failure, 2 on bad input.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError, SubmissionError
-from harness.submission import accuracy_log, layout, rules, system
+from harness.submission import accuracy_log, layout, rounds, rules, system
 
 MEASUREMENT_FIELDS = ("input_data_types", "retraining", "starting_weights_filename", "weight_data_types",
                       "weight_transformations")
@@ -57,20 +62,43 @@ def _load_json(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def check_systems(base: Path, division: str) -> list[Line]:
-    lines = []
+def check_systems(base: Path, division: str) -> tuple[list[Line], dict[str, dict[str, Any]]]:
+    """One line per ``systems/<id>.json``, and the descriptions that could be read."""
+    lines, descs = [], {}
     for path in sorted((base / "systems").glob("*.json")):
         desc = _load_json(path)
         if desc is None:
             lines.append(Line(path.stem, "-", "-", "system", path.name, "not a readable JSON object"))
             continue
-        missing = system.missing_fields(desc)
-        problem = f"missing fields: {', '.join(missing)}" if missing else ""
-        if not problem and desc.get("division") != division:
-            problem = f"division {desc.get('division')!r} in a {division} tree"
-        lines.append(Line(path.stem, "-", "-", "system", f"{len(system.REQUIRED_FIELDS) - len(missing)} of "
-                          f"{len(system.REQUIRED_FIELDS)} fields", problem))
-    return lines
+        descs[path.stem] = desc
+        missing, empty, other = system.problems(desc)
+        problems = [f"missing fields: {', '.join(missing)}"] if missing else []
+        if empty:
+            problems.append(f"empty fields: {', '.join(empty)} (the official checker needs a value; "
+                            'a count of zero is written "0")')
+        problems += other
+        if desc.get("division") and str(desc["division"]).lower() != division:
+            problems.append(f"division {desc.get('division')!r} in a {division} tree")
+        if desc.get("submitter") and str(desc["submitter"]).lower() != base.name.lower():
+            problems.append(f"submitter {desc.get('submitter')!r} in the tree of {base.name}")
+        good = len(system.FIELDS) - len(missing) - len(empty)
+        lines.append(Line(path.stem, "-", "-", "system", f"{good} of {len(system.FIELDS)} fields", "; ".join(problems)))
+        lines += _system_integrity(base, path)
+    return lines, descs
+
+
+def _system_integrity(base: Path, path: Path) -> list[Line]:
+    """The system file against the hash harness-submit recorded in its results' manifests."""
+    recorded = set()
+    for manifest in sorted((base / "results" / path.stem).glob(f"*/*/{layout.MANIFEST}")):
+        digest = ((_load_json(manifest) or {}).get("system_file") or {}).get("sha256")
+        if digest:
+            recorded.add(digest)
+    if not recorded:
+        return []  # not written by harness-submit (or by an older one): nothing to compare with
+    changed = accuracy_log.sha256(path) not in recorded or len(recorded) > 1
+    return [Line(path.stem, "-", "-", "integrity", f"systems/{path.name}",
+                 f"changed since written: systems/{path.name}" if changed else "")]
 
 
 def _official_benchmark(name: str) -> Any:
@@ -96,10 +124,11 @@ def _scores(path: Path) -> tuple[dict[str, Any], str | None]:
 
 
 class ResultChecker:
-    """All checks of one ``results/<system>/<benchmark>/<Scenario>`` folder."""
+    """All checks of one ``results/<system>/<benchmark>/<Scenario>`` folder, for round ``target``
+    and a system of type ``system_type`` (None: unknown)."""
 
-    def __init__(self, folder: Path, division: str) -> None:
-        self.folder, self.division = folder, division
+    def __init__(self, folder: Path, division: str, target: rounds.Round, system_type: str | None = None) -> None:
+        self.folder, self.division, self.target, self.system_type = folder, division, target, system_type
         self.where = (folder.parent.parent.name, folder.parent.name, folder.name)
         self.manifest = _load_json(folder / layout.MANIFEST) or {}
         self.lines: list[Line] = []
@@ -124,6 +153,7 @@ class ResultChecker:
         perf_detail = self.folder / layout.PERF_DIR / layout.DETAIL
         if perf_detail.is_file():
             detail = parse_detail_log(perf_detail)
+            self.round(detail)
             self.performance(detail)
             self.add("token_latencies", detail.get("requested_use_token_latencies"),
                      rules.token_latency_problem(model_key, detail) or "")
@@ -138,6 +168,24 @@ class ResultChecker:
         if needs_test06 and (self.folder / layout.TEST06_DIR / layout.VERIFY).is_file():
             self.test06()
         return self.lines
+
+    def round(self, detail: Any) -> None:
+        """Seeds of the target round, and a benchmark (closed: a scenario) the round has."""
+        rnd = rounds.round_of_seeds(rounds.seeds_of_detail(detail))
+        target, closed = self.target, self.division == "closed"
+        problems = []
+        if rnd is None:
+            problems.append("LoadGen seeds of no MLPerf round the harness knows")
+        elif rnd.name != target.name:
+            problems.append(f"LoadGen seeds of {rnd.name}: the {target.name} checker rejects them")
+        bench, scenario = self.where[1], self.where[2]
+        problem = rounds.benchmark_problem(target, bench, self.system_type if closed else None)
+        if problem:
+            problems.append(problem if closed else f"{problem}: the official checker rejects it even in the open "
+                                                   "division")
+        elif closed and self.system_type:
+            problems.append(rounds.scenario_problem(target, bench, self.system_type, scenario) or "")
+        self.add("round", target.name, "; ".join(p for p in problems if p))
 
     def performance(self, detail: Any) -> None:
         from harness.loadgen.logs import performance_result
@@ -163,6 +211,7 @@ class ResultChecker:
 
     def accuracy(self) -> None:
         from harness.accuracy.judge import judge
+        from harness.accuracy.report import NOT_SCORED
         from harness.config import BenchmarkConfig, build_dataclass
 
         txt = self.folder / layout.ACC_DIR / layout.ACC_TXT
@@ -175,13 +224,15 @@ class ResultChecker:
             bench_name = (self.manifest.get("benchmark") or {}).get("name", "")
             bench = (_official_benchmark(bench_name) if self.division == "closed"
                      else build_dataclass(BenchmarkConfig, self.manifest.get("benchmark") or {}, "benchmark"))
-            verdict = judge(scores, bench, int(scores.get("gen_num") or 0))
+            verdict = judge(scores, bench, int(scores.get("gen_num") or 0), not_scored=NOT_SCORED)
         except HarnessError as exc:
             self.add("accuracy", "-", f"cannot judge: {exc}")
             return
         shown = f"rouge1 {scores.get('rouge1')}"
         if verdict["verdict"] == "FAIL":
             self.add("accuracy", shown, "below target: " + "; ".join(verdict["failed"]))
+        elif verdict["verdict"] == "INCOMPLETE":
+            self.add("accuracy", shown, "target not judged: " + "; ".join(verdict["failed"]))
         elif verdict["verdict"] == "NO_TARGET" and self.division == "closed":
             self.add("accuracy", shown, "no accuracy target for this benchmark")
         else:
@@ -222,13 +273,14 @@ class ResultChecker:
 
         t6 = self.folder / layout.TEST06_DIR
         lines = (t6 / layout.VERIFY).read_text(encoding="utf-8").splitlines()
-        offline = self.folder.name == "Offline"
+        offline = self.folder.name == "Offline"  # the scenario decides the first-token check
         problems = [ln for ln in lines if "check pass:" in ln
                     and not ln.endswith("True") and not (offline and ln.endswith("Skipped"))]
         log_path = t6 / layout.ACC_DIR / layout.ACC_LOG
         entries = 0
         try:
-            recheck = check_entries(read_accuracy_entries(log_path), None)  # EOS id: only the run's tokenizer knows
+            # EOS id: only the run's tokenizer knows; Interactive and Server both check the first token.
+            recheck = check_entries(read_accuracy_entries(log_path), None, scenario=self.folder.name)
             entries = recheck.entries
             if recheck.first_token is False or not recheck.sample_length:
                 problems.append("re-check of the TEST06 log: " + "; ".join(recheck.lines()[:3]))
@@ -240,23 +292,63 @@ class ResultChecker:
         self.add("TEST06", f"{entries} responses", "; ".join(problems))
 
 
-def check_tree(base: Path) -> list[Line]:
-    """Every check of ``<root>/<division>/<submitter>``."""
+def target_round(name: str | None, base: Path) -> rounds.Round:
+    """``--round``, else the installed LoadGen's, else the round of the tree's first result's seeds."""
+    from harness.loadgen.logs import parse_detail_log
+
+    if name is not None:
+        if name not in rounds.ROUNDS:
+            raise SubmissionError(f"--round {name}: unknown round (known: {', '.join(rounds.ROUNDS)})")
+        return rounds.ROUNDS[name]
+    found = rounds.installed_round()
+    details = sorted((base / "results").glob(f"*/*/*/{layout.PERF_DIR}/{layout.DETAIL}"))
+    if found is None and details:
+        found = rounds.round_of_seeds(rounds.seeds_of_detail(parse_detail_log(details[0])))
+    if found is None:
+        raise SubmissionError("cannot tell the MLPerf round: the installed LoadGen's seeds and the tree's are of "
+                              f"no round the harness knows; pass --round ({', '.join(rounds.ROUNDS)})")
+    return found
+
+
+def _scenario_lines(base: Path, descs: dict[str, dict[str, Any]], target: rounds.Round) -> list[Line]:
+    """Closed division: each benchmark has the round's required scenarios for the system's type."""
+    lines = []
+    for bench_dir in sorted(p for p in (base / "results").glob("*/*") if p.is_dir()):
+        system_type = (descs.get(bench_dir.parent.name) or {}).get("system_type")
+        if system_type not in rounds.SYSTEM_TYPES or target.benchmark(bench_dir.name) is None:
+            continue  # reported on the system and round lines
+        present = sorted(d.name for d in bench_dir.iterdir() if d.is_dir())
+        missing = rounds.missing_scenarios(target, bench_dir.name, system_type, present)
+        lines.append(Line(bench_dir.parent.name, bench_dir.name, "-", "scenarios", ", ".join(present),
+                          f"missing {', '.join(missing)}, required by {target.name} for {system_type} systems"
+                          if missing else ""))
+    return lines
+
+
+def check_tree(base: Path, round_name: str | None = None) -> list[Line]:
+    """Every check of ``<root>/<division>/<submitter>``, against round ``round_name`` (default: see
+    ``target_round``)."""
     base = Path(base)
     division = base.parent.name
     if division not in layout.DIVISIONS or not base.is_dir():
         raise SubmissionError(f"{base} is not a submission tree (<root>/closed|open/<submitter>)")
-    lines = check_systems(base, division)
-    known = {ln.system for ln in lines}
+    target = target_round(round_name, base)
+    lines = [Line("-", "-", "-", "round", target.name + ("" if round_name else " (installed LoadGen)"))]
+    system_lines, descs = check_systems(base, division)
+    lines += system_lines
+    known = {ln.system for ln in system_lines}
     folders = sorted(p for p in (base / "results").glob("*/*/*") if p.is_dir())
     if not folders:
         lines.append(Line("-", "-", "-", "results", "0 results",
                           f"no results/<system>/<benchmark>/<Scenario> in {base}"))
     for folder in folders:
-        checker = ResultChecker(folder, division)
+        system_type = (descs.get(folder.parent.parent.name) or {}).get("system_type")
+        checker = ResultChecker(folder, division, target, system_type if system_type in rounds.SYSTEM_TYPES else None)
         if checker.where[0] not in known:
             checker.add("system", checker.where[0], f"systems/{checker.where[0]}.json missing")
         lines += checker.run()
+    if division == "closed":
+        lines += _scenario_lines(base, descs, target)
     return lines
 
 
@@ -264,9 +356,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="harness-check", description="Verify an MLPerf Inference submission tree.",
                                 epilog="Exit codes: 0 every check holds; 1 a check failed; 2 bad input.")
     p.add_argument("tree", help="the submitter's folder, e.g. submissions/closed/ACME")
+    p.add_argument("--round", choices=list(rounds.ROUNDS),
+                   help="MLPerf round to check against (default: the round of the installed LoadGen's seeds)")
     args = p.parse_args(argv)
     try:
-        lines = check_tree(Path(args.tree))
+        lines = check_tree(Path(args.tree), args.round)
     except HarnessError as exc:
         sys.stderr.write(f"error: {exc}\n")
         sys.exit(exc.exit_code)

@@ -2,9 +2,12 @@
 
 Every run is checked before anything is written: it must be a submission-mode run (performance
 and accuracy; TEST06 for LLMs with token latencies) without errors, VALID, with its accuracy
-target met, and for the closed division made with official settings (``rules.py``). Then each
-run becomes ``results/<system>/<benchmark>/<Scenario>/`` and the system ``systems/<system>.json``.
-Existing result folders are only replaced with ``--force``.
+target met, and for the closed division made with official settings (``rules.py``) for a
+benchmark and scenario of the round its LoadGen seeds belong to (``rounds.py``). The system
+description must give every field the official checker requires (``system.py``). Then each run
+becomes ``results/<system>/<benchmark>/<Scenario>/`` and the system ``systems/<system>.json``,
+whose hash goes into the manifest of each of the system's results. Existing result folders are
+only replaced with ``--force``.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError, SubmissionError
-from harness.submission import accuracy_log, layout, rules, system
+from harness.submission import accuracy_log, layout, rounds, rules, system
 from harness.submission.sources import RunSource, load_run
 
 log = logging.getLogger(__name__)
@@ -52,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--submitter", required=True, help="submitter (organisation) name")
     p.add_argument("--division", required=True, choices=layout.DIVISIONS)
     p.add_argument("--system", help="system id (systems/<id>.json); default: the runs' system.name")
-    p.add_argument("--system-config", help="YAML with system fields (like conf/system/local.yaml) "
+    p.add_argument("--system-config", help="YAML with system fields (like conf/system/h200_x1.yaml) "
                                            "overriding the runs' recorded system config")
     p.add_argument("--root", default=DEFAULT_ROOT, help=f"submission root (default: {DEFAULT_ROOT}/)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI, for run ids")
@@ -69,11 +72,14 @@ def system_config(runs: Sequence[RunSource], path: str | None) -> dict[str, Any]
         from omegaconf import OmegaConf
 
         try:
-            raw = {**raw, **OmegaConf.to_container(OmegaConf.load(path), resolve=True)}
+            loaded = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
         except Exception as exc:  # missing file or bad YAML: one line naming it
             raise SubmissionError(f"--system-config {path}: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise SubmissionError(f"--system-config {path}: expected a mapping of system fields")
+        raw = {**raw, **loaded}
     try:
-        return dataclasses.asdict(build_dataclass(SystemConfig, raw, "system"))
+        return dataclasses.asdict(build_dataclass(SystemConfig, system.normalise_config(raw), "system"))
     except HarnessError as exc:
         raise SubmissionError(f"{path or 'system config of ' + runs[0].label}: {exc}") from exc
 
@@ -90,8 +96,8 @@ def run_problems(run: RunSource, division: str) -> list[str]:
     if r.get("valid") is not True:
         problems.append("performance INVALID: " + "; ".join(r.get("invalid_reasons") or ["no verdict"]))
     acc = r.get("accuracy") or {}
-    if acc.get("verdict") == "FAIL":
-        problems.append("accuracy FAIL: " + "; ".join(acc.get("failed", [])))
+    if acc.get("verdict") in ("FAIL", "INCOMPLETE"):
+        problems.append(f"accuracy {acc['verdict']}: " + "; ".join(acc.get("failed", [])))
     elif not acc:
         problems.append("no accuracy result")
     needs_test06 = rules.uses_token_latencies(r.get("model_key", ""))
@@ -107,6 +113,31 @@ def run_problems(run: RunSource, division: str) -> list[str]:
         problems += rules.closed_problems(_run_facts(run), parse_detail_log(run.path / "performance" / layout.DETAIL),
                                           (run.path / "user.conf").read_text(encoding="utf-8"))
     return problems
+
+
+def run_round(run: RunSource) -> rounds.Round | None:
+    """The round the run's LoadGen seeds (performance detail log) belong to."""
+    from harness.loadgen.logs import parse_detail_log
+
+    detail = run.path / "performance" / layout.DETAIL
+    return rounds.round_of_seeds(rounds.seeds_of_detail(parse_detail_log(detail))) if detail.is_file() else None
+
+
+def round_problems(run: RunSource, benchmark: str, division: str, system_type: str | None) -> tuple[list[str], str]:
+    """(why the closed division refuses the run, a warning for the open division) for its round."""
+    if not (run.path / "performance" / layout.DETAIL).is_file():
+        return [], ""  # reported by run_problems
+    rnd = run_round(run)
+    if rnd is None:
+        why = "its LoadGen seeds belong to no MLPerf round the harness knows"
+        return ([why], "") if division == "closed" else ([], f"{run.label}: warning: {why}")
+    if division == "open":
+        problem = rounds.benchmark_problem(rnd, benchmark, None)
+        return [], (f"{run.label}: warning: {problem}: the official {rnd.name} checker rejects it, even in the "
+                    "open division" if problem else "")
+    problem = (rounds.benchmark_problem(rnd, benchmark, system_type)
+               or rounds.scenario_problem(rnd, benchmark, str(system_type), layout.SCENARIO_DIRS.get(run.scenario, "")))
+    return ([problem] if problem else []), ""
 
 
 def _run_facts(run: RunSource) -> dict[str, Any]:
@@ -177,15 +208,43 @@ def write_result(run: RunSource, planned: Planned, division: str) -> None:
     (dest / layout.MEASUREMENTS).write_text(json.dumps(_measurements(run), indent=2) + "\n")
     (dest / layout.README).write_text(_readme(run, planned, division))
     env_harness = (run.environment or {}).get("harness") or {}
+    rnd = run_round(run)
     manifest = {
         "source_run": str(run.path.resolve()), "mlflow_run_id": run.mlflow_run_id,
         "harness_version": run.results.get("harness_version"), "git_commit": env_harness.get("git_commit"),
-        "scenario": run.scenario, **_run_facts(run), "benchmark": _judged_benchmark(run),
+        "scenario": run.scenario, "round": rnd.name if rnd else None, **_run_facts(run),
+        "benchmark": _judged_benchmark(run),
         "accuracy_log": {"sha256": accuracy_log.sha256(full_log), "bytes": full_log.stat().st_size,
                          "kept_bytes": accuracy_log.KEEP_BYTES},
         "files": {str(p.relative_to(dest)): accuracy_log.sha256(p) for p in sorted(dest.rglob("*")) if p.is_file()},
     }
     (dest / layout.MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def record_system_hash(tree: layout.Tree, system_id: str) -> None:
+    """Put the system file's sha256 into the manifest of every result of that system, so
+    harness-check can tell a hand edit of ``systems/<id>.json`` from what harness-submit wrote."""
+    digest = accuracy_log.sha256(tree.system_file(system_id))
+    for path in sorted((tree.base / "results" / system_id).glob(f"*/*/{layout.MANIFEST}")):
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest["system_file"] = {"path": f"systems/{system_id}.json", "sha256": digest}
+        path.write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def missing_scenario_notes(tree: layout.Tree, system_id: str, plan: Sequence[Planned], system_type: str) -> list[str]:
+    """Warnings for the closed division: required scenarios of a submitted benchmark not in the tree."""
+    notes = []
+    for bench in sorted({p.benchmark for p in plan}):
+        rnd = next((r for r in map(run_round, (p.run for p in plan if p.benchmark == bench)) if r), None)
+        folder = tree.base / "results" / system_id / bench
+        present = {d.name for d in folder.iterdir() if d.is_dir()} if folder.is_dir() else set()
+        present |= {p.dest.name for p in plan if p.benchmark == bench}
+        missing = rounds.missing_scenarios(rnd, bench, system_type, present) if rnd else []
+        if missing:
+            notes.append(f"warning: {bench} on {system_id} lacks {', '.join(missing)}, required by {rnd.name} "
+                         f"for {system_type} systems in the closed division (add the run, or the official checker "
+                         "rejects the benchmark)")
+    return notes
 
 
 def _version(run: RunSource) -> str:
@@ -212,13 +271,17 @@ def submit(refs: Sequence[str], *, submitter: str, division: str, system_id: str
     sys_cfg = system_config(runs, system_config_path)
     system_id = system_id or sys_cfg["name"]
     desc = system.describe(sys_cfg, runs[0].environment, division, submitter)
-    missing = system.missing_fields(desc)
-    if missing:
-        raise SubmissionError(f"systems/{system_id}.json: required fields missing: {', '.join(missing)} "
-                              "(set them in the system config, e.g. conf/system/<id>.yaml, or pass --system-config)")
+    unset = system.unset_fields(desc)
+    if unset:
+        raise SubmissionError(f"systems/{system_id}.json: no value for {', '.join(unset)} (the official checker "
+                              "requires each; set them in the system config, e.g. conf/system/<id>.yaml, or pass "
+                              "--system-config; write \"N/A\" where one does not apply)")
     problems, plan, notes = [], [], []
     for run in runs:
+        bench = layout.safe_name("benchmark", (run.config.get("benchmark") or {}).get("submission_name", ""))
         why = run_problems(run, division)
+        closed_round, open_warning = round_problems(run, bench, division, sys_cfg.get("system_type"))
+        why += closed_round
         if why:
             hint = " Quick runs may only go to the open division (--division open)." \
                 if division == "closed" and not run.results.get("official") else ""
@@ -226,7 +289,8 @@ def submit(refs: Sequence[str], *, submitter: str, division: str, system_id: str
             continue
         if not run.results.get("official"):
             notes.append(f"{run.label}: quick settings, open division only")
-        bench = layout.safe_name("benchmark", (run.config.get("benchmark") or {}).get("submission_name", ""))
+        if open_warning:
+            notes.append(open_warning)
         plan.append(Planned(run, tree.result_dir(system_id, bench, run.scenario), bench))
     if problems:
         raise SubmissionError("\n".join(problems))
@@ -243,7 +307,10 @@ def submit(refs: Sequence[str], *, submitter: str, division: str, system_id: str
     sys_file.write_text(json.dumps(desc, indent=2) + "\n")
     for p in plan:
         write_result(p.run, p, division)
+    record_system_hash(tree, system_id)
     write_src(tree, runs)
+    if division == "closed":
+        notes += missing_scenario_notes(tree, system_id, plan, str(sys_cfg.get("system_type")))
     return tree.base, notes + [f"wrote {p.dest}" for p in plan]
 
 

@@ -107,9 +107,18 @@ def test_hanging_sut_is_timed_out_and_the_run_ends(run, scenario):
 
 
 def test_every_sample_failing_fails_fast(run):
-    # 500 queries at 250 QPS would take 2 s; the harness gives up after 5 failures and ends the test early.
+    # 5,000 queries at 250 QPS would take 20 s; the harness gives up after 5 failures and ends the test early.
     result = run("sut=failing", "sut.fail_every=1", "scenario=server", "mode=performance",
                  "run.max_errors=5", *QUICK["server"], "scenario.min_query_count=5000", timeout_s=90)
     assert result.errors == result.extra["samples_issued"]["performance"] < 5000
     assert any("gave up on the SUT: 5 samples failed (run.max_errors=5)" in m for m in result.error_messages)
     assert result.verdict == "FAILED" and result.samples_per_second is None
+
+
+def test_gptj_server_is_judged_on_its_end_to_end_latency(run):
+    # GPT-J has no token latencies: quick mode keeps mlperf.conf's 20 s p99 latency constraint.
+    result = run("benchmark=gptj", "scenario=server", "mode=performance", *FAST, *QUICK["server"])
+    assert result.errors == 0 and result.valid is True, result.invalid_reasons
+    detail = parse_detail_log(Path(result.output_dir) / "performance" / "mlperf_log_detail.txt")
+    assert detail.get("effective_target_latency_ns") == 20_000_000_000
+    assert detail.get("requested_use_token_latencies") is not True

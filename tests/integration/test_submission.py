@@ -1,6 +1,7 @@
 """Submission trees end to end: real quick runs (fake SUTs, real LoadGen) -> harness-submit -> harness-check."""
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -9,13 +10,38 @@ import pytest
 
 from harness import environment
 from harness.errors import SubmissionError
+from harness.submission import system
 from harness.submission.checker import check_tree
-from harness.submission.writer import submit
+from harness.submission.layout import Tree
+from harness.submission.sources import load_run
+from harness.submission.writer import Planned, missing_scenario_notes, round_problems, submit
 
 FAST = ["dataset.n_samples=8", "sut.ttft_ms=2", "sut.tpot_ms=0.2", "sut.output_tokens=16", "run.compliance=true"]
-ORACLE = ["sut=oracle", "scenario=offline", "benchmark.accuracy_reference={rouge1:90,rouge2:90,rougeL:90,rougeLsum:90}"]
+# Llama 3.1 8B's settings on the bundled sample, with reachable references (the closed division
+# re-judges against the official ones of conf/benchmark/llama3_1-8b.yaml).
+ORACLE = ["sut=oracle", "scenario=offline", "benchmark=llama3_1-8b", "benchmark.accuracy_length=null",
+          "benchmark.accuracy_reference={rouge1:90,rouge2:90,rougeL:90,rougeLsum:90}"]
 ECHO = ["sut=echo", "scenario=interactive", "scenario.target_qps=200"]
-SYSTEM_YAML = 'system_name: "ACME test box"\nstatus: available\nsystem_type: edge\nframework: "harness fakes"\n'
+# What the machine cannot tell, and what a CI machine may or may not tell (NICs, memory modules,
+# GPUs without NVML): the processor fields still come from environment.json.
+SYSTEM_YAML = """\
+system_name: "ACME test box"
+status: available
+system_type: datacenter
+framework: "harness fakes"
+cooling: air
+host_networking_topology: "N/A"
+host_memory_configuration: "test VM"
+host_storage_capacity: "256 GiB"
+host_storage_type: "virtual disk"
+host_networking: "1x Ethernet"
+host_network_card_count: 1
+accelerator_host_interconnect: "N/A"
+accelerator_interconnect: "N/A"
+accelerator_memory_configuration: "N/A"
+accelerator_on-chip_memories: ""
+"""
+V60_SEEDS = (2465351861681999779, 14276810075590677512, 3936089224930324775)
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +82,18 @@ def failures(base, metric):
     return [ln for ln in check_tree(base) if not ln.ok and ln.metric == metric]
 
 
+def edit_json(path, **changes):
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+
+
+def closed(tree, tmp_path):
+    """The open tree relabelled closed (its system file then differs from what was written)."""
+    dst = tmp_path / "closed" / "ACME"
+    shutil.copytree(tree, dst)
+    edit_json(dst / "systems" / "box1.json", division="closed")
+    return dst
+
+
 def result(base, scenario="Offline"):
     return base / "results" / "box1" / "llama3.1-8b" / scenario
 
@@ -65,9 +103,13 @@ def test_tree_from_quick_runs_passes_the_checker(tree):
     assert [str(ln) for ln in lines if not ln.ok] == []
     assert {(ln.scenario, ln.metric) for ln in lines} >= {
         ("Offline", "performance"), ("Offline", "accuracy"), ("Offline", "TEST06"), ("Interactive", "TEST06"),
-        ("Interactive", "token_latencies"), ("Offline", "accuracy_hash"), ("-", "system")}
+        ("Interactive", "token_latencies"), ("Offline", "accuracy_hash"), ("-", "system"), ("-", "integrity"),
+        ("-", "round"), ("Offline", "round"), ("Interactive", "round")}
+    assert str(lines[0]).split()[4:6] == ["v6.1", "(installed"]
     desc = json.loads((tree / "systems" / "box1.json").read_text())
     assert desc["system_name"] == "ACME test box" and desc["host_processor_core_count"] >= 1
+    assert list(desc)[:35] == list(system.FIELDS) and desc["accelerator_on-chip_memories"] == ""
+    assert next(ln for ln in lines if ln.metric == "system").value == "35 of 35 fields"
     readme = (result(tree, "Interactive") / "README.md").read_text()
     assert "harness sut=echo scenario=interactive" in readme
     assert (result(tree) / "TEST06" / "verify_accuracy.txt").read_text().startswith("First token check pass: Skipped")
@@ -117,6 +159,73 @@ def test_missing_system_field_fails(tree, tmp_path):
     assert failures(base, "system")[0].problem == "missing fields: framework"
 
 
+def test_a_count_of_zero_must_be_a_string_and_hand_edits_are_caught(tree, tmp_path):
+    base = copy(tree, tmp_path)
+    edit_json(base / "systems" / "box1.json", accelerators_per_node=0, host_networking="")
+    [line] = failures(base, "system")
+    assert line.problem.startswith("empty fields: accelerators_per_node, host_networking (the official checker")
+    assert [ln.problem for ln in failures(base, "integrity")] == ["changed since written: systems/box1.json"]
+    edit_json(base / "systems" / "box1.json", accelerators_per_node="0", host_networking="1x Ethernet")
+    assert failures(base, "system") == []
+
+
+def test_seeds_of_another_round_fail(tree, tmp_path):
+    base = copy(tree, tmp_path)
+    detail = result(base) / "performance" / "run_1" / "mlperf_log_detail.txt"
+    text = detail.read_text()
+    for name, seed in zip(("qsl", "sample_index", "schedule"), V60_SEEDS, strict=True):
+        text = re.sub(rf'("key": "effective_{name}_rng_seed", "value": )\d+', rf"\g<1>{seed}", text)
+    detail.write_text(text)
+    [line] = failures(base, "round")
+    assert (line.scenario, line.problem) == ("Offline", "LoadGen seeds of v6.0: the v6.1 checker rejects them")
+    assert [ln.problem for ln in check_tree(base, "v6.0") if ln.metric == "round" and not ln.ok] == [
+        "LoadGen seeds of v6.1: the v6.0 checker rejects them"]
+
+
+def test_a_benchmark_the_round_lacks_fails_even_in_the_open_division(tree, tmp_path):
+    base = copy(tree, tmp_path)
+    (base / "results" / "box1" / "llama3.1-8b").rename(base / "results" / "box1" / "gptj-99")
+    problems = {ln.problem for ln in failures(base, "round")}
+    assert problems == {"gptj-99 is not a benchmark of v6.1 (last in v5.0; the harness's benchmarks of v6.1: "
+                        "llama3.1-8b, llama3.1-8b-edge, llama2-70b-99.9): the official checker rejects it even in "
+                        "the open division"}
+
+
+def test_closed_scenarios_the_round_lacks_or_requires(tree, tmp_path):
+    base = closed(tree, tmp_path)
+    bench = base / "results" / "box1" / "llama3.1-8b"
+    (bench / "Interactive").rename(bench / "SingleStream")
+    [line] = failures(base, "round")
+    assert line.problem == ("SingleStream is not a scenario of llama3.1-8b in v6.1 for datacenter systems "
+                            "(Offline required; one of Server or Interactive)")
+    [line] = failures(base, "scenarios")
+    assert line.problem == "missing one of Server or Interactive, required by v6.1 for datacenter systems"
+    shutil.rmtree(bench / "SingleStream")
+    assert failures(base, "scenarios")[0].value == "Offline"
+
+
+def test_closed_accuracy_is_judged_exactly_against_the_official_targets(tree, tmp_path):
+    base = closed(tree, tmp_path)
+    txt = result(base) / "accuracy" / "accuracy.txt"
+    hash_line = txt.read_text().splitlines()[1]
+    scores = {"rouge1": 38.3914, "rouge2": 15.7485, "rougeL": 24.2508, "rougeLsum": 35.4351, "gen_len": 8167644,
+              "gen_num": 13368, "tokens_per_sample": 128.0}
+    txt.write_text(f"{scores}\n{hash_line}\n")
+    [line] = [ln for ln in failures(base, "accuracy") if ln.scenario == "Offline"]
+    assert line.problem == "below target: rouge1 38.3914 < 38.391408 required"  # 38.7792 x 0.99, unrounded
+    txt.write_text(f"{ {**scores, 'rouge1': 38.3915} }\n{hash_line}\n")
+    assert [ln for ln in failures(base, "accuracy") if ln.scenario == "Offline"] == []
+
+
+def test_a_streaming_test06_log_without_first_tokens_fails(tree, tmp_path):
+    base = copy(tree, tmp_path)
+    log = result(base, "Interactive") / "TEST06" / "accuracy" / "mlperf_log_accuracy.json"
+    entries = json.loads(log.read_text())
+    log.write_text(json.dumps([{k: v for k, v in e.items() if k != "token_data"} for e in entries]))
+    [line] = failures(base, "TEST06")
+    assert "First token check pass: False" in line.problem and line.scenario == "Interactive"
+
+
 def test_accuracy_below_target_fails(tree, tmp_path):
     base = copy(tree, tmp_path)
     txt = result(base) / "accuracy" / "accuracy.txt"
@@ -141,9 +250,31 @@ def test_writer_refuses_hostile_names_and_existing_trees(runs, tree, tmp_path):
     assert proc.returncode == 2 and proc.stderr.startswith("error: submitter name") and "Traceback" not in proc.stderr
 
 
-def test_missing_system_fields_are_reported_by_the_writer(runs, tmp_path):
-    with pytest.raises(SubmissionError, match="required fields missing: status, system_name, system_type, framework"):
+def test_missing_system_fields_are_reported_by_the_writer_in_one_line(runs, tmp_path):
+    with pytest.raises(SubmissionError) as exc:
         submit([str(runs[0][0])], submitter="ACME", division="open", root=str(tmp_path))
+    message = str(exc.value)
+    assert message.startswith("systems/local.json: no value for status, system_name, framework, system_type, ")
+    assert "cooling" in message and "host_networking_topology" in message and "\n" not in message
+
+
+def test_the_writer_names_the_round_of_a_benchmark_it_lacks(runs, tree, tmp_path):
+    run = load_run(str(runs[0][0]))
+    assert round_problems(run, "llama3.1-8b", "closed", "datacenter") == ([], "")
+    why, _ = round_problems(run, "gptj-99", "closed", "datacenter")
+    assert why[0].startswith("gptj-99 is not a benchmark of v6.1 (last in v5.0")
+    _, warning = round_problems(run, "mixtral-8x7b", "open", "datacenter")
+    assert warning.endswith("the official v6.1 checker rejects it, even in the open division")
+    assert "mixtral-8x7b is not a benchmark of v6.1 (last in v6.0" in warning
+    assert round_problems(run, "llama3.1-8b", "closed", "edge")[0] == [
+        "llama3.1-8b is not a benchmark for edge systems in v6.1 (it is for datacenter and datacenter,edge systems; "
+        "for edge: llama3.1-8b-edge)"]
+    layout_tree = Tree(tree.parent.parent, "open", "ACME")
+    offline_only = [Planned(run, result(tree), "llama3.1-8b")]
+    assert missing_scenario_notes(layout_tree, "box1", offline_only, "datacenter") == []  # Interactive is there
+    assert missing_scenario_notes(layout_tree, "box2", offline_only, "datacenter") == [
+        "warning: llama3.1-8b on box2 lacks one of Server or Interactive, required by v6.1 for datacenter systems "
+        "in the closed division (add the run, or the official checker rejects the benchmark)"]
 
 
 def test_closed_division_rejects_quick_runs(runs, tree, tmp_path):

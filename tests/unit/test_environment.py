@@ -53,8 +53,8 @@ def test_gpu_probe_without_nvml_or_nvidia_smi(monkeypatch):
 def test_gpu_probe_reads_nvidia_smi(tmp_path, monkeypatch):
     # A stand-in nvidia-smi printing what the real one prints for this query on a 2-GPU host.
     smi = tmp_path / "nvidia-smi"
-    smi.write_text("#!/bin/sh\necho 'NVIDIA H100 80GB HBM3, 81559, 550.54.15'\n"
-                   "echo 'NVIDIA H100 80GB HBM3, 81559, 550.54.15'\n")
+    smi.write_text("#!/bin/sh\necho 'NVIDIA H100 80GB HBM3, 81559, 550.54.15, 1980, 5, 16'\n"
+                   "echo 'NVIDIA H100 80GB HBM3, 81559, 550.54.15, [N/A], [N/A], [N/A]'\n")
     smi.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
     monkeypatch.setattr(environment, "_nvml_gpus", _no_nvml)
@@ -64,7 +64,50 @@ def test_gpu_probe_reads_nvidia_smi(tmp_path, monkeypatch):
     finally:
         environment.gpus.cache_clear()
     assert found["source"] == "nvidia-smi" and len(found["devices"]) == 2
-    assert found["devices"][0] == {"name": "NVIDIA H100 80GB HBM3", "memory_gib": 79.65, "driver": "550.54.15"}
+    assert found["devices"][0] == {"name": "NVIDIA H100 80GB HBM3", "memory_gib": 79.65, "driver": "550.54.15",
+                                   "max_sm_clock_mhz": 1980, "pcie_generation": 5, "pcie_width": 16, "nvlink": None}
+    assert found["devices"][1]["max_sm_clock_mhz"] is None and found["devices"][1]["pcie_width"] is None
+
+
+class _FakeNVML:
+    """pynvml's surface as the driver of a 2-GPU NVLink box answers it (link 17 unsupported)."""
+
+    NVML_CLOCK_SM, NVML_FEATURE_ENABLED, NVML_NVLINK_MAX_LINKS, NVML_NVLINK_DEVICE_TYPE_SWITCH = 1, 1, 18, 2
+
+    class NVMLError(Exception):
+        pass
+
+    def nvmlInit(self): pass
+    def nvmlShutdown(self): pass
+    def nvmlSystemGetDriverVersion(self): return b"560.35.03"
+    def nvmlDeviceGetCount(self): return 2
+    def nvmlDeviceGetHandleByIndex(self, i): return i
+    def nvmlDeviceGetName(self, h): return "NVIDIA H200"
+    def nvmlDeviceGetMemoryInfo(self, h): return type("M", (), {"total": 150754820096})()
+    def nvmlDeviceGetMaxClockInfo(self, h, clock): return 1980 if clock == self.NVML_CLOCK_SM else 2619
+    def nvmlDeviceGetMaxPcieLinkGeneration(self, h): return 5
+    def nvmlDeviceGetMaxPcieLinkWidth(self, h): raise self.NVMLError("Not Supported")
+    def nvmlDeviceGetNvLinkVersion(self, h, link): return 4
+
+    def nvmlDeviceGetNvLinkState(self, h, link):
+        if link == 17:
+            raise self.NVMLError("Not Supported")
+        return 1
+
+    def nvmlDeviceGetNvLinkRemoteDeviceType(self, h, link): return 2
+
+
+def test_gpu_probe_reads_clocks_pcie_and_nvlink_from_nvml(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pynvml", _FakeNVML())
+    environment.gpus.cache_clear()
+    try:
+        found = environment.gpus()
+    finally:
+        environment.gpus.cache_clear()
+    assert found["source"] == "nvml" and len(found["devices"]) == 2
+    assert found["devices"][0] == {"name": "NVIDIA H200", "memory_gib": 140.4, "driver": "560.35.03",
+                                   "max_sm_clock_mhz": 1980, "pcie_generation": 5, "pcie_width": None,
+                                   "nvlink": {"active_links": 17, "nvml_version": 4, "to_switch": True}}
 
 
 def _no_nvml():

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from harness.accuracy.judge import FAIL, NO_TARGET, PASS, judge
+from harness.accuracy.judge import FAIL, INCOMPLETE, NO_TARGET, PASS, judge
 from harness.config import BenchmarkConfig, LengthGuard
 from harness.errors import AccuracyError
 
@@ -28,8 +28,43 @@ def test_gen_len_guard_scales_to_the_samples_scored():
     scores = {**REF, "gen_len": 95}
     out = judge(scores, bench, 10)  # 10 of 100 samples: expected about 100 characters
     check = out["checks"][-1]
-    assert (check["minimum"], check["maximum"], check["pass"]) == (90.0, 110.0, True)
+    assert (check["minimum"], check["maximum"], check["pass"]) == (90.0, pytest.approx(110.0), True)
     assert judge({**REF, "gen_len": 200}, bench, 10)["failed"] == ["gen_len 200 > 110 allowed"]
+
+
+LLAMA3_8B = {"rouge1": 38.7792, "rouge2": 15.9075, "rougeL": 24.4957, "rougeLsum": 35.793}
+
+
+def test_targets_are_the_unrounded_products_as_the_official_checker_compares():
+    # The official checker: float(score in accuracy.txt) >= 38.7792 * 0.99 (= 38.391408...).
+    # Rounding the product to 4 decimals (38.3914) let these three scores pass.
+    bench = BenchmarkConfig(name="l", model_key="llama3_1-8b", submission_name="llama3.1-8b",
+                            accuracy_reference=LLAMA3_8B)
+    just_below = {"rouge1": 38.3914, "rouge2": 15.7484, "rougeL": 24.2507, "rougeLsum": 35.4351}
+    out = judge(just_below, bench, 13368)
+    assert out["verdict"] == FAIL
+    assert out["failed"] == ["rouge1 38.3914 < 38.391408 required", "rouge2 15.7484 < 15.748425 required",
+                             "rougeL 24.2507 < 24.250743 required"]
+    assert out["targets"]["rouge1"] == 38.7792 * 0.99
+    assert judge({"rouge1": 38.3915, "rouge2": 15.7485, "rougeL": 24.2508, "rougeLsum": 35.4351}, bench,
+                 13368)["verdict"] == PASS
+
+
+def test_a_band_with_two_references_and_a_target_that_was_not_scored():
+    # Mixtral: tokens per sample within 0.9 x 144.84 and 1.1 x 145.9; MBXP is not computed.
+    guard = LengthGuard("tokens_per_sample", reference=144.84, min_ratio=0.9, max_ratio=1.1, max_reference=145.9)
+    bench = BenchmarkConfig(name="x", model_key="mixtral-8x7b", submission_name="mixtral-8x7b",
+                            accuracy_reference={"rouge1": 45.5989, "gsm8k": 73.66, "mbxp": 60.16},
+                            accuracy_length=guard)
+    scores = {"rouge1": 46.0, "gsm8k": 74.0, "tokens_per_sample": 160.4}
+    out = judge(scores, bench, 15000, not_scored={"mbxp": "no code execution"})
+    band = out["checks"][-1]
+    assert (band["minimum"], band["maximum"]) == (144.84 * 0.9, 145.9 * 1.1) and band["pass"]
+    assert out["verdict"] == INCOMPLETE and out["failed"] == ["mbxp not judged: no code execution"]
+    assert judge({**scores, "gsm8k": 72.9}, bench, 15000, not_scored={"mbxp": "x"})["verdict"] == FAIL
+    assert judge({**scores, "tokens_per_sample": 160.5}, bench, 15000,
+                 not_scored={"mbxp": "x"})["failed"][-1] == "tokens_per_sample 160.5 > 160.49 allowed"
+    assert judge({**scores, "mbxp": 60.0}, bench, 15000)["verdict"] == PASS
 
 
 def test_tokens_per_sample_guard_is_not_scaled_and_missing_values_fail():

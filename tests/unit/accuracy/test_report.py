@@ -50,3 +50,22 @@ def test_log_of_another_dataset_or_without_predictions_fails_clearly(tmp_path):
     path.write_text("[]")
     with pytest.raises(AccuracyError, match="no entries"):
         score_accuracy_log(path, {}, ["a"], BENCH)
+
+
+def test_a_mixed_dataset_is_scored_per_task(tmp_path):
+    # Mixtral: ROUGE and gen_len on OpenOrca, exact-match GSM8K, MBXP not executed (not judged).
+    path = _log(tmp_path, [(0, [1, 2]), (1, [3, 4, 5, 6]), (2, [7, 8]), (3, [9])])
+    refs = ["the cat sat", "18", "7", "def f(): pass"]
+    tasks = ["OpenOrca", "GSM8K", "GSM8K", "MBXP"]
+    preds = {0: "the cat sat", 1: "9 + 9 = 18. The answer is 18.", 2: "The answer is 8.", 3: "def f(): return 1"}
+    bench = BenchmarkConfig(name="x", model_key="mixtral-8x7b", submission_name="mixtral-8x7b",
+                            accuracy_reference={"rouge1": 45.5989, "gsm8k": 73.66, "mbxp": 60.16})
+    acc = score_accuracy_log(path, preds, refs, bench, tasks)
+    s = acc["scores"]
+    assert s["rouge1"] == 100.0 and s["gsm8k"] == 50.0 and "mbxp" not in s
+    assert s["gen_len"] == len("the cat sat") and s["gen_num"] == 4 and s["tokens_per_sample"] == 2.2
+    assert acc["verdict"] == "FAIL"  # gsm8k 50 < 72.9234
+    assert any(f.startswith("mbxp not judged: MBXP needs the generated code executed") for f in acc["failed"])
+    only_orca = score_accuracy_log(_log(tmp_path, [(0, [1, 2])]), {0: "the cat sat"}, refs, bench, tasks)
+    assert only_orca["verdict"] == "INCOMPLETE"  # never PASS while MBXP and GSM8K are not judged
+    assert "gsm8k not judged: the dataset has no GSM8K records" in only_orca["failed"]

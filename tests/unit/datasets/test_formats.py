@@ -46,8 +46,11 @@ def test_open_orca_llama2_pickle_and_mixtral_subset(tmp_path):
     ds = _load(llama2, format="open_orca")
     assert ds.templated and (ds.records[0].input, ds.records[0].reference) == ("<s>[INST] Q [/INST]", "R")
     mixtral = tmp_path / "mixtral.pkl"
+    # ref_output is the reference model's own output; gt_output the ground truth the reference scores against.
     pd.DataFrame({"dataset": ["OpenOrca", "GSM8K", "OpenOrca"], "input": ["a", "b", "c"], "tok_input": [[1]] * 3,
-                  "ref_output": ["A", "B", "C"]}).to_pickle(mixtral)
+                  "ref_output": ["model A", "model B", "model C"], "gt_output": ["A", "14000", "C"]}).to_pickle(mixtral)
+    ds = _load(mixtral)
+    assert [(r.reference, r.task) for r in ds.records] == [("A", "OpenOrca"), ("14000", "GSM8K"), ("C", "OpenOrca")]
     ds = _load(mixtral, where={"dataset": "OpenOrca"})
     assert [r.reference for r in ds.records] == ["A", "C"]
     with pytest.raises(DatasetError, match="dataset.where names field 'origin'"):

@@ -1,4 +1,7 @@
+import pytest
+
 from harness.config import compose
+from harness.errors import ConfigError
 from harness.loadgen.settings import latency_limits, model_key, render_user_conf
 
 
@@ -43,3 +46,15 @@ def test_scenario_overrides_the_benchmark_limits():
     limits = latency_limits(compose(["scenario=server", "scenario.tpot_ms=7"]))
     assert (limits.ttft_ms, limits.tpot_ms) == (2000, 7)
     assert latency_limits(compose(["scenario=offline"])) is None
+
+
+def test_gptj_server_keeps_its_end_to_end_latency_constraint():
+    # GPT-J has no token latencies: its Server constraint is mlperf.conf's 20 s end-to-end p99
+    # latency, which quick mode must neither replace with TTFT/TPOT nor refuse.
+    config = compose(["benchmark=gptj", "scenario=server"])
+    assert latency_limits(config) is None
+    conf = _lines(render_user_conf(config, 8))
+    assert not any(k.endswith(("ttft_latency", "tpot_latency", "target_latency")) for k in conf)
+    assert conf["gptj.Server.min_duration"] == "5000"
+    with pytest.raises(ConfigError, match="benchmark 'gptj' has no Interactive scenario"):
+        latency_limits(compose(["benchmark=gptj", "scenario=interactive"]))

@@ -1,10 +1,10 @@
-"""Submission building blocks without runs: safe names, paths inside the root, truncation, rules, systems."""
+"""Submission building blocks without runs: safe names, paths inside the root, truncation, rules."""
 
 import pytest
 
 from harness.errors import SubmissionError
 from harness.loadgen.logs import DetailLog
-from harness.submission import accuracy_log, rules, system
+from harness.submission import accuracy_log, rules
 from harness.submission.layout import Tree, safe_name
 
 
@@ -26,13 +26,14 @@ def test_tree_paths_stay_inside_the_root(tmp_path):
         Tree(tmp_path, "secret", "ACME")
 
 
-def test_truncation_keeps_head_and_tail(tmp_path):
+def test_truncation_keeps_head_and_tail_joined_by_the_official_marker(tmp_path):
     big = tmp_path / "big.json"
     big.write_bytes(bytes(range(256)) * 64)  # 16384 bytes
     accuracy_log.truncate(big, tmp_path / "cut.json")
     cut = (tmp_path / "cut.json").read_bytes()
-    assert len(cut) == accuracy_log.truncated_size(16384) == 8192 + len(accuracy_log.MARKER)
-    assert cut[:4096] == big.read_bytes()[:4096] and cut[-4096:] == big.read_bytes()[-4096:]
+    # tools/submission/truncate_accuracy_log.py: first 4096 + "\n\n...\n\n" + last 4096 = 8,199 bytes
+    assert len(cut) == accuracy_log.truncated_size(16384) == 8199
+    assert cut == big.read_bytes()[:4096] + b"\n\n...\n\n" + big.read_bytes()[-4096:]
     small = tmp_path / "small.json"
     small.write_bytes(b"[]")
     accuracy_log.truncate(small, tmp_path / "same.json")
@@ -51,17 +52,3 @@ def test_closed_rules_name_every_quick_setting():
     assert rules.closed_problems({"official": True, "model_key": "llama3_1-8b", "dataset_samples": 13368,
                                   "official_sample_count": 13368}, official, "x.Server.target_qps = 2\n") == []
     assert rules.token_latency_problem("gptj", detail) is None
-
-
-def test_system_description_merges_config_over_environment():
-    env = {"cpu": {"model": "EPYC", "physical_cores": 64, "memory_gib": 512.0}, "os": {"platform": "Linux-6"},
-           "gpus": {"devices": [{"name": "NVIDIA H200", "memory_gib": 139.8, "driver": "560"}]},
-           "python": {"version": "3.11"}, "loadgen": {"version": "6.0.17"}, "harness": {"version": "0.1.0"}}
-    config = {"name": "h200", "system_name": "Box", "status": "available", "system_type": "datacenter",
-              "framework": "vLLM", "number_of_nodes": 1, "accelerators_per_node": 8, "peak_tflops": 989.0}
-    desc = system.describe(config, env, "closed", "ACME")
-    assert "peak_tflops" not in desc  # the roofline's input, not a field of MLPerf's systems JSON
-    assert desc["accelerator_model_name"] == "NVIDIA H200" and desc["accelerators_per_node"] == 8
-    assert desc["host_memory_capacity"] == "512.0 GiB" and "mlcommons-loadgen 6.0.17" in desc["other_software_stack"]
-    assert system.missing_fields(desc) == []
-    assert system.missing_fields(system.describe({}, None, "open", "ACME"))[:2] == ["status", "system_name"]
