@@ -8,12 +8,15 @@ folder and are registered as the ``scenario`` config group at startup.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from harness.config import CONF_DIR, quote_null_sut, register_scenarios
 from harness.errors import HarnessError
+from harness.progress import Display
 from harness.results import RunResult, round_table
 from harness.tracking import JobInfo, TrackingSession
 
@@ -64,27 +67,48 @@ def _job(cfg) -> None:
         sys.stdout.write(summary(result) + "\n")
         sys.stdout.flush()
 
+    display = Display(enabled=config.run.progress, label=_job_label(job))
     _, error = tracked_run(_tracking, config, job, env, redactor, fail_on_invalid=config.fail_on_invalid,
-                           on_result=show)
+                           on_result=show, display=display)
     if error is not None:
         sys.stderr.write(f"error: {error}\n")
     _exit_codes.append(error.exit_code if error is not None else 0)
 
 
+def _job_label(job: JobInfo) -> str:
+    """``[job 2/6]`` before a round's progress lines (the count from the command line's sweeps)."""
+    if job.job_num is None:
+        return ""
+    total = round_size(job.argv[1:])
+    return f"[job {job.job_num + 1}{f'/{total}' if total else ''}]"
+
+
+def round_size(argv: Sequence[str]) -> int | None:
+    """How many jobs the sweeps on a command line make (None when Hydra must expand them, e.g. glob)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        overrides = OverridesParser.create().parse_overrides([a for a in argv if not a.startswith("-")])
+        return math.prod(len(list(o.sweep_string_iterator())) for o in overrides if o.is_sweep_override())
+    except Exception:  # whatever Hydra cannot expand here, it reports itself
+        return None
+
+
 def tracked_run(tracking: TrackingSession, config, job: JobInfo, env, redactor, *, fail_on_invalid: bool,
-                on_result=None) -> tuple[RunResult | None, HarnessError | None]:
+                on_result=None, display: Display | None = None) -> tuple[RunResult | None, HarnessError | None]:
     """One benchmark run in ``job.output_dir`` with its MLflow run (when tracking is on).
 
     Returns the result (None if the run never produced one) and the error that decides the exit
     code. A bug or Ctrl-C still closes the MLflow run (FAILED / KILLED) and is re-raised.
-    ``on_result`` sees the result before it is judged (the summary is printed there).
+    ``on_result`` sees the result before it is judged (the summary is printed there); ``display``
+    shows the run's progress (default: per ``run.progress``).
     """
     from harness.run import check_result, run_benchmark
 
     tracked, result, error = None, None, None
     try:
         tracked = tracking.start(config, job, env, redactor)
-        result = run_benchmark(config, job.output_dir)
+        result = run_benchmark(config, job.output_dir, display)
         if on_result is not None:
             on_result(result)
         check_result(result, fail_on_invalid)

@@ -238,6 +238,8 @@ class RunOptions:
     # Server/Interactive: a LoadGen-VALID run whose completions kept pace with less than this
     # fraction of its arrivals is BEHIND, not VALID (harness.verdict.falling_behind); null: LoadGen alone.
     min_completed_ratio: float | None = 0.95
+    # Live progress on stdout (harness.progress): a live line on a terminal, plain lines otherwise.
+    progress: bool = True
 
 
 @dataclass(frozen=True)

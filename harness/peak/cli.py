@@ -24,6 +24,7 @@ from harness.errors import HarnessError, ResultError
 from harness.peak import report
 from harness.peak.search import Outcome, Probe, Search, Step, failed_outcome, probe_from
 from harness.peak.settings import PeakConfig, confirm_config, probe_config, probe_overrides, start_rate
+from harness.progress import Display
 from harness.redact import Redactor
 from harness.tracking import JobInfo, TrackingSession
 
@@ -86,7 +87,9 @@ class Runner:
         job = JobInfo(output_dir=out, overrides=tuple(args), round_dir=self.search_dir, job_num=n,
                       argv=("harness", *args), tags=(("peak_step", step),))
         started = time.monotonic()
-        result, error = tracked_run(_tracking, config, job, env, self.redactor, fail_on_invalid=False)
+        display = Display(enabled=config.run.progress, label=f"[{step} {n} · {qps:g} QPS]")
+        result, error = tracked_run(_tracking, config, job, env, self.redactor, fail_on_invalid=False,
+                                    display=display)
         if result is None:
             assert error is not None
             raise error

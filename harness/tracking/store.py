@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from harness.config import CONF_DIR, TrackingConfig
-from harness.errors import TrackingError
+from harness.errors import RunIdError, TrackingError
 from harness.redact import Redactor
 
 if TYPE_CHECKING:
@@ -66,6 +66,8 @@ def configure_http(timeout_s: int, retries: int) -> None:
     os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(retries)
     os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = "1"
     os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_JITTER"] = "0"
+    # No tqdm bars for artifact uploads and downloads (harness-audit <run id>, tracking=mlflow).
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def _quiet_mlflow() -> None:
@@ -226,18 +228,59 @@ def _redact_structured(path: Path, raw: bytes, redactor: Redactor) -> bytes | No
     return yaml.safe_dump(cleaned, sort_keys=False).encode()
 
 
+RUN_ID_LENGTH = 32  # MLflow run ids: 32 hex digits; tables show the first 8
+_HEX = re.compile(r"[0-9a-f]+")
+
+
+def looks_like_run_id(text: str) -> bool:
+    """Hex digits, at most a whole run id's worth: a run id or the start of one."""
+    return bool(_HEX.fullmatch(text.strip().lower())) and len(text.strip()) <= RUN_ID_LENGTH
+
+
+def resolve_run_id(mlflow_client: MlflowClient, ref: str) -> str:
+    """The full id of the run whose id is ``ref`` or starts with it (any unique prefix, e.g. the 8
+    characters tables show). Raises RunIdError naming the candidates when none or several match,
+    TrackingError when the store cannot be read."""
+    from mlflow.entities import ViewType
+
+    text = ref.strip().lower()
+    if not looks_like_run_id(text):
+        raise RunIdError(f"{ref!r} is not an MLflow run id (up to {RUN_ID_LENGTH} hex digits, or the start of one)")
+    try:
+        experiments, token = [], None
+        while True:
+            page = mlflow_client.search_experiments(view_type=ViewType.ALL, page_token=token)
+            experiments += [e.experiment_id for e in page]
+            token = page.token
+            if not token:
+                break
+        found = mlflow_client.search_runs(experiments, filter_string=f"attributes.run_id LIKE '{text}%'",
+                                          run_view_type=ViewType.ACTIVE_ONLY, max_results=6) if experiments else []
+    except Exception as exc:
+        raise TrackingError(f"cannot look up run {ref} in {shown(mlflow_client.tracking_uri)} ({short(exc)})") from exc
+    if not found:
+        raise RunIdError(f"no run id starts with {ref!r} in {shown(mlflow_client.tracking_uri)}")
+    if len(found) > 1:
+        names = ", ".join(f"{r.info.run_id} ({r.info.run_name})" for r in found[:5])
+        raise RunIdError(f"run id {ref!r} is ambiguous: {names}{', ...' if len(found) > 5 else ''}; "
+                         "give more characters")
+    return found[0].info.run_id
+
+
 def download_run_dir(run_id: str, tracking_uri: str | None = None, dest: Path | None = None) -> Path:
     """Fetch a run's artifacts into a local directory laid out like its run directory.
 
-    ``tracking_uri`` defaults to the harness's store (``MLFLOW_TRACKING_URI`` or
-    ``sqlite:///runs/mlflow.db``); ``dest`` to a new temporary directory. Returns the directory
-    holding ``results.json``, ``config.json``, ``performance/``, ``accuracy/``, ... Raises
-    TrackingError when the store or run cannot be read.
+    ``run_id`` may be any unique prefix of the id. ``tracking_uri`` defaults to the harness's store
+    (``MLFLOW_TRACKING_URI`` or ``sqlite:///runs/mlflow.db``); ``dest`` to a new temporary
+    directory. Returns the directory holding ``results.json``, ``config.json``, ``performance/``,
+    ``accuracy/``, ... Raises RunIdError for an unknown or ambiguous id, TrackingError when the
+    store or run cannot be read.
     """
     uri = resolve_uri(tracking_uri or default_uri())
+    mlflow_client = client(uri)
+    run_id = resolve_run_id(mlflow_client, run_id)
     dest = Path(dest) if dest is not None else Path(tempfile.mkdtemp(prefix=f"harness-run-{run_id[:8]}-"))
     dest.mkdir(parents=True, exist_ok=True)
-    mlflow_client = client(uri)
     try:
         local = mlflow_client.download_artifacts(run_id, "", str(dest))
     except Exception as exc:
