@@ -31,6 +31,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SQLITE_PREFIX = "sqlite:///"
+# MLflow 3 UIs that read it open an experiment of this kind on its runs, not on the GenAI pages.
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+# MLflow 3.17 decides by its "GenAI | Model training" switch instead (default GenAI, whatever the
+# tag): this URL parameter sets it, so links the harness prints open on the runs.
+UI_WORKFLOW = "workflowType=machine_learning"
+LOCAL_UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves by default
 ARTIFACTS_DIR = "mlartifacts"  # beside a local SQLite store, like `mlflow server` does
 # Files whose secrets sit under keys, not only in text: rewritten key by key before upload.
 STRUCTURED = {".json": "json", ".yaml": "yaml", ".yml": "yaml"}
@@ -55,6 +61,13 @@ def resolve_uri(uri: str) -> str:
     """Absolute form of a local SQLite URI, so logs and `mlflow ui` name one unambiguous file."""
     path = sqlite_path(uri)
     return f"{SQLITE_PREFIX}{path}" if path is not None else uri
+
+
+def ui_link(uri: str, experiment_id: str, run_id: str | None = None) -> str:
+    """Where the MLflow UI shows an experiment (or one run) on its runs pages: the tracking server
+    itself, or for a local store ``mlflow ui``'s default address."""
+    base = shown(uri).rstrip("/") if uri.startswith(("http://", "https://")) else LOCAL_UI
+    return f"{base}/#/experiments/{experiment_id}" + (f"/runs/{run_id}" if run_id else "") + f"?{UI_WORKFLOW}"
 
 
 def configure_http(timeout_s: int, retries: int) -> None:
@@ -126,6 +139,8 @@ class Store:
             mlflow_client = client(uri, config)
             experiment = mlflow_client.get_experiment_by_name(config.experiment)
             if experiment is not None:
+                if EXPERIMENT_KIND[0] not in experiment.tags:  # an experiment from an older harness
+                    mlflow_client.set_experiment_tag(experiment.experiment_id, *EXPERIMENT_KIND)
                 return cls(uri, mlflow_client, experiment.experiment_id)
             location = config.artifact_location
             if location is None and db is not None:
@@ -133,7 +148,8 @@ class Store:
             if location is not None and "://" not in location:
                 location = Path(location).absolute().as_uri()
             try:
-                experiment_id = mlflow_client.create_experiment(config.experiment, artifact_location=location)
+                experiment_id = mlflow_client.create_experiment(config.experiment, artifact_location=location,
+                                                                tags=dict([EXPERIMENT_KIND]))
             except Exception:  # another process created it first
                 experiment = mlflow_client.get_experiment_by_name(config.experiment)
                 if experiment is None:
