@@ -4,7 +4,9 @@ Runs are selected by experiment, by round (a multirun's parent run), by id and b
 metric filters. The table shows the schema's key metrics and the params that differ; with
 ``--baseline`` every cell carries its change against it, and ``--fail-on-regression 5%``
 exits 1 when a throughput metric drops, or a latency metric rises, by more than 5% (or a run
-FAILED). ``--report DIR`` writes PNG charts and one self-contained HTML page.
+FAILED). ``--report [DIR]`` writes PNG charts and one self-contained HTML page (default: a new
+folder under ``runs/reports/``). Run ids may be unique prefixes (the table shows 8 characters);
+a table wider than the terminal shows the runs as rows.
 
 Exit codes: 0 ok; 1 regression beyond the threshold; 2 bad arguments, unknown runs or store.
 """
@@ -304,10 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                          f"({', '.join(m.name for m in schema.METRICS if m.better)})")
     try:
         return _compare(args, gate)
-    except TrackingError as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        return EXIT_USAGE
-    except (HarnessError, LookupError) as exc:  # RunIdError: an unknown or ambiguous run id
+    except (HarnessError, LookupError) as exc:  # the store (TrackingError), a run id (RunIdError), no runs
         sys.stderr.write(f"error: {exc}\n")
         return EXIT_USAGE
 
@@ -333,7 +332,7 @@ def _compare(args: argparse.Namespace, gate: tuple[str, ...]) -> int:
         parent = mlflow_client.get_run(resolve_run_id(mlflow_client, args.round_id)) if args.round_id else None
     except (LookupError, HarnessError):
         raise
-    except Exception as exc:  # unknown run id, unreachable store, bad filter: all MLflow errors
+    except Exception as exc:  # unreachable store, bad filter: all MLflow errors
         raise TrackingError(f"{shown(uri)}: {short(exc)}") from exc
     if not runs:
         raise LookupError("no runs match the selection")

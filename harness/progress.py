@@ -139,11 +139,6 @@ class Display:
         self._shown = ""  # the live line on screen
         self._drawn_at = -math.inf
         self._lock = threading.RLock()
-        self._filter: _ClearFirst | None = None
-
-    @classmethod
-    def off(cls) -> Display:
-        return cls(enabled=False)
 
     def _text(self, text: str) -> str:
         return f"{self.label}  {text}" if self.label else text
@@ -183,7 +178,6 @@ class Display:
             self.stream.write("\r\x1b[K")
             self.stream.flush()
             self._shown = ""
-            self._drawn_at = -math.inf
 
     @contextlib.contextmanager
     def logging_above(self) -> Iterator[None]:
