@@ -192,8 +192,9 @@ def _throughput_vs_latency(out: Path, runs: Sequence[RunView], sweeps: list[Swee
                         label=f"{sweep.key} sweep" + (f" ({sweep.label})" if sweep.label else ""))
         points = [(r, v[1], v[0]) for r, v in _points(runs, "tokens_per_second", metric)]
         _scatter_by_verdict(ax, points)
-        ax.set_xlim(left=0)  # from zero: small differences must not look large
-        ax.set_ylim(bottom=0)
+        # From zero, with room above the highest point: small differences must not look large.
+        ax.set_xlim(0, 1.08 * max(x for _, x, _ in points) or 1)
+        ax.set_ylim(0, 1.08 * max(y for _, _, y in points) or 1)
         ax.set_xlabel(xlabel)
         ax.set_ylabel("tokens/s")
         ax.grid(alpha=0.3)
@@ -235,19 +236,21 @@ def _latency_vs_target_qps(out: Path, runs: Sequence[RunView], sweeps: list[Swee
         points = [(r, number(r.params.get(TARGET_QPS)), r.metrics[metric]) for r in runs
                   if metric in r.metrics and number(r.params.get(TARGET_QPS)) is not None]
         _scatter_by_verdict(ax, points)
+        values = [v for _, _, v in points]
+        top = max(values)
         limits = {_limit(r, key) for r, _, _ in points}
         if len(limits) == 1 and None not in limits:  # one limit for every run: draw it, or say it is far above
             limit = limits.pop()
-            if limit <= 3 * max(v for _, _, v in points):
+            if limit <= 3 * top:
                 ax.axhline(limit, color="tab:red", linestyle="--", linewidth=1, label=f"limit {limit:g} ms")
+                top = max(top, limit)
             else:
                 ax.text(0.02, 0.97, f"limit {limit:g} ms: far above", transform=ax.transAxes, fontsize=8,
                         va="top", color="tab:red")
-        values = [v for _, _, v in points]
         if min(values) > 0 and max(values) / min(values) > 20:  # TTFT explodes above capacity
             ax.set_yscale("log")
         else:
-            ax.set_ylim(bottom=0)  # from zero: noise of 0.1 ms must not look like a trend
+            ax.set_ylim(0, 1.08 * top or 1)  # from zero: noise of 0.1 ms must not look like a trend
         ax.set_xlabel("target QPS")
         ax.set_ylabel(f"{label} p99 (ms)")
         ax.grid(alpha=0.3)

@@ -39,6 +39,8 @@ def test_a_round_runs_one_job_per_scenario_and_prints_a_table(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "round of 2 runs" in proc.stdout
     assert len(list((tmp_path / "round").glob("*/results.json"))) == 2
+    # each job's progress, labelled with its place in the round
+    assert "[job 1/2]  performance  done: " in proc.stdout and "[job 2/2]  performance  done: " in proc.stdout
 
 
 def test_null_sut_is_selectable_by_name(tmp_path):

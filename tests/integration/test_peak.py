@@ -129,7 +129,8 @@ def test_the_search_is_one_mlflow_parent_with_a_child_per_run_and_compare_shows_
         assert float(child.data.params["scenario.target_qps"]) == p["qps"]
         assert child.data.tags["validity"] == ("VALID" if p["valid"] else "INVALID")
 
-    code = compare_main(["--tracking-uri", uri, "--round", parent.info.run_id, "--report", str(tmp_path / "rep")])
+    code = compare_main(["--tracking-uri", uri, "--round", parent.info.run_id, "--columns", "--report",
+                         str(tmp_path / "rep")])
     out = capsys.readouterr().out
     assert code == 0
     header = out.splitlines()[0]
