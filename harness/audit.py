@@ -56,17 +56,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def resolve_run_dir(run: str, tracking_uri: str | None) -> Path:
-    """A local run directory, downloading an MLflow run's artifacts when ``run`` is a run id."""
+    """A local run directory, downloading an MLflow run's artifacts when ``run`` is a run id (or a
+    unique prefix of one, such as the 8 characters harness-compare shows)."""
+    from harness.tracking.store import download_run_dir, looks_like_run_id
+
     path = Path(run).expanduser()
     if path.is_dir():
         return path
-    if path.exists() or "/" in run or not run.isalnum():
+    if path.exists() or not looks_like_run_id(run):
         raise AccuracyError(f"run directory not found: {path}")
-    try:
-        from harness.tracking import download_run_dir
-    except ImportError as exc:
-        raise AccuracyError(f"{run} is not a directory, and MLflow run ids need the tracking module") from exc
-    return download_run_dir(run, tracking_uri)
+    return download_run_dir(run, tracking_uri)  # any unique prefix of the id
 
 
 def audit_run(run_dir: Path, *, dataset_path: str | None = None, target: float | None = None,

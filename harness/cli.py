@@ -7,13 +7,17 @@ folder and are registered as the ``scenario`` config group at startup.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 import os
 import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from harness.config import CONF_DIR, quote_null_sut, register_scenarios
+from harness.config import CONF_DIR, hydra_error_message, quote_null_sut, register_scenarios
 from harness.errors import HarnessError
+from harness.progress import Display
 from harness.results import RunResult, round_table
 from harness.tracking import JobInfo, TrackingSession
 
@@ -56,35 +60,60 @@ def _job(cfg) -> None:
         environment.write(job.output_dir, env)
     except HarnessError as exc:
         sys.stderr.write(f"error: {exc}\n")
+        log_to_file(str(exc))
         _exit_codes.append(exc.exit_code)
         return
 
     def show(result) -> None:
         _results.append(result)
-        sys.stdout.write(summary(result) + "\n")
+        text = summary(result)
+        sys.stdout.write(text + "\n")
         sys.stdout.flush()
+        log_to_file(text, logging.INFO)
 
+    display = Display(enabled=config.run.progress, label=_job_label(job))
     _, error = tracked_run(_tracking, config, job, env, redactor, fail_on_invalid=config.fail_on_invalid,
-                           on_result=show)
+                           on_result=show, display=display)
     if error is not None:
         sys.stderr.write(f"error: {error}\n")
+        log_to_file(str(error))
     _exit_codes.append(error.exit_code if error is not None else 0)
 
 
+def _job_label(job: JobInfo) -> str:
+    """``[job 2/6]`` before a round's progress lines (the count from the command line's sweeps)."""
+    if job.job_num is None:
+        return ""
+    total = round_size(job.argv[1:])
+    return f"[job {job.job_num + 1}{f'/{total}' if total else ''}]"
+
+
+def round_size(argv: Sequence[str]) -> int | None:
+    """How many jobs the sweeps on a command line make (None when Hydra must expand them, e.g. glob)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        overrides = OverridesParser.create().parse_overrides([a for a in argv if not a.startswith("-")])
+        return math.prod(len(list(o.sweep_string_iterator())) for o in overrides if o.is_sweep_override())
+    except Exception:  # whatever Hydra cannot expand here, it reports itself
+        return None
+
+
 def tracked_run(tracking: TrackingSession, config, job: JobInfo, env, redactor, *, fail_on_invalid: bool,
-                on_result=None) -> tuple[RunResult | None, HarnessError | None]:
+                on_result=None, display: Display | None = None) -> tuple[RunResult | None, HarnessError | None]:
     """One benchmark run in ``job.output_dir`` with its MLflow run (when tracking is on).
 
     Returns the result (None if the run never produced one) and the error that decides the exit
     code. A bug or Ctrl-C still closes the MLflow run (FAILED / KILLED) and is re-raised.
-    ``on_result`` sees the result before it is judged (the summary is printed there).
+    ``on_result`` sees the result before it is judged (the summary is printed there); ``display``
+    shows the run's progress (default: per ``run.progress``).
     """
     from harness.run import check_result, run_benchmark
 
     tracked, result, error = None, None, None
     try:
         tracked = tracking.start(config, job, env, redactor)
-        result = run_benchmark(config, job.output_dir)
+        result = run_benchmark(config, job.output_dir, display)
         if on_result is not None:
             on_result(result)
         check_result(result, fail_on_invalid)
@@ -119,7 +148,41 @@ def run_hydra(config_name: str, job) -> None:
         sys.exit(2)
     sys.argv[1:] = argv
     register_scenarios()
-    hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)(job)()
+    with _hydra_errors_exit_2():
+        hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)(job)()
+
+
+@contextlib.contextmanager
+def _hydra_errors_exit_2() -> Iterator[None]:
+    """Hydra's own errors (an unknown group option or key, a malformed override) end with one line
+    and exit 2, as all bad input does; Hydra would print several lines and exit 1. With
+    ``HYDRA_FULL_ERROR=1`` set by the user, Hydra's traceback is kept."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    full = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra then raises instead of printing and exiting 1
+    try:
+        yield
+    except (HydraException, OmegaConfBaseException) as exc:
+        if full:
+            raise
+        sys.stderr.write(f"error: {hydra_error_message(exc)}\n")
+        sys.exit(2)
+    except BrokenPipeError:  # `harness --help | head`: the reader left, nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
+    finally:
+        if not full:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+
+
+def log_to_file(text: str, level: int = logging.ERROR) -> None:
+    """``text`` into the run's log file only (harness.log, harness-peak.log): the console shows it already."""
+    record = logging.LogRecord("harness", level, __file__, 0, text, None, None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
 
 
 def _unwritable_output_dir(argv: list[str]) -> str | None:

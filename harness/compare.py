@@ -4,7 +4,9 @@ Runs are selected by experiment, by round (a multirun's parent run), by id and b
 metric filters. The table shows the schema's key metrics and the params that differ; with
 ``--baseline`` every cell carries its change against it, and ``--fail-on-regression 5%``
 exits 1 when a throughput metric drops, or a latency metric rises, by more than 5% (or a run
-FAILED). ``--report DIR`` writes PNG charts and one self-contained HTML page.
+FAILED). ``--report [DIR]`` writes PNG charts and one self-contained HTML page (default: a new
+folder under ``runs/reports/``). Run ids may be unique prefixes (the table shows 8 characters);
+a table wider than the terminal shows the runs as rows.
 
 Exit codes: 0 ok; 1 regression beyond the threshold; 2 bad arguments, unknown runs or store.
 """
@@ -13,13 +15,16 @@ from __future__ import annotations
 
 import argparse
 import re
+import shlex
+import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.errors import TrackingError
+from harness.errors import HarnessError, TrackingError
 from harness.tracking import schema
 
 # Gated unless --metric says otherwise: throughput must not drop, tail latencies must not rise.
@@ -29,6 +34,7 @@ KEY_METRICS = DEFAULT_GATE + ("rouge1", "rouge2", "rougeL", "rougeLsum")
 IDENTITY_TAGS = ("scenario", "sut", "mode", "validity", "accuracy_verdict")
 HIDDEN_PARAMS = ("dataset.path",)  # long and machine-specific; still in MLflow
 PARENT_ROLES = ("round", "peak")  # parent runs (harness -m, harness-peak): their children are compared
+REPORT_DEFAULT = Path("runs/reports")  # --report without DIR: a new <date>/<time> folder under it
 EXIT_OK, EXIT_REGRESSION, EXIT_USAGE = 0, 1, 2
 
 
@@ -42,6 +48,7 @@ class RunView:
     params: Mapping[str, str]
     metrics: Mapping[str, float]
     tags: Mapping[str, str]
+    start_time: int | None = None  # ms since the epoch
 
     @property
     def label(self) -> str:
@@ -50,7 +57,7 @@ class RunView:
     @classmethod
     def of(cls, run) -> RunView:
         return cls(run.info.run_id, run.info.run_name or run.info.run_id[:8], run.info.status,
-                   dict(run.data.params), dict(run.data.metrics), dict(run.data.tags))
+                   dict(run.data.params), dict(run.data.metrics), dict(run.data.tags), run.info.start_time)
 
 
 @dataclass(frozen=True)
@@ -112,10 +119,14 @@ def select(client, *, run_ids: Sequence[str] = (), experiment: str | None = None
            filters: Sequence[str] = (), max_runs: int = 200) -> list[RunView]:
     """Runs by id, then those of the experiment/round matching every filter (oldest first).
 
-    A round's or peak search's own parent run is left out of searches (it has no benchmark run of
-    its own: its children are the runs).
+    Run ids may be unique prefixes (the table shows 8 characters). A round's or peak search's own
+    parent run is left out of searches (it has no benchmark run of its own: its children are the runs).
     """
-    views = [RunView.of(client.get_run(run_id)) for run_id in run_ids]
+    from harness.tracking.store import resolve_run_id
+
+    views = [RunView.of(client.get_run(resolve_run_id(client, run_id))) for run_id in run_ids]
+    if round_id:
+        round_id = resolve_run_id(client, round_id)
     experiment_ids: list[str] = []
     clauses = list(filters)
     if round_id:
@@ -165,12 +176,46 @@ def table_rows(runs: Sequence[RunView], baseline: RunView | None = None, show_al
 
 
 def render(rows: Sequence[Sequence[str]]) -> str:
+    """The table with one column per run (``rows`` as :func:`table_rows` makes them)."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths,
                                                                                                       strict=True)))
              for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(line.rstrip() for line in lines)
+
+
+def render_runs_as_rows(rows: Sequence[Sequence[str]], width: int) -> str:
+    """The same table with one row per run, its fields split into blocks no wider than ``width``
+    (each block starts with the run's name)."""
+    header, body = rows[0], rows[1:]
+    runs = [["run", *(row[0] for row in body)]]
+    runs += [[header[j], *(row[j] for row in body)] for j in range(1, len(header))]
+    widths = [max(len(cell) for cell in column) for column in zip(*runs, strict=True)]
+    blocks: list[list[int]] = [[]]
+    used = widths[0]
+    for j in range(1, len(widths)):
+        if blocks[-1] and used + 2 + widths[j] > width:
+            blocks.append([])
+            used = widths[0]
+        blocks[-1].append(j)
+        used += 2 + widths[j]
+    text = []
+    for block in blocks:
+        cols = [0, *block]
+        lines = ["  ".join(runs[i][0].ljust(widths[0]) if j == 0 else runs[i][j].rjust(widths[j])
+                           for j in cols) for i in range(len(runs))]
+        lines.insert(1, "  ".join("-" * widths[j] for j in cols))
+        text.append("\n".join(line.rstrip() for line in lines))
+    return "\n\n".join(text)
+
+
+def fit(rows: Sequence[Sequence[str]], width: int, columns: bool = False) -> str:
+    """Runs as columns when they fit ``width`` (or ``columns``), else runs as rows."""
+    table = render(rows)
+    if columns or max(len(line) for line in table.splitlines()) <= width:
+        return table
+    return render_runs_as_rows(rows, width)
 
 
 def regressions(runs: Sequence[RunView], baseline: RunView, limit_pct: float,
@@ -204,12 +249,14 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="""examples:
   harness-compare --experiment harness                      every run of the experiment
-  harness-compare --round 3f2a...                           the jobs of one round or harness-peak search
+  harness-compare --round 3f2a                              the jobs of one round or harness-peak search
                                                             (its parent run id)
   harness-compare --experiment harness --filter scenario=server --filter sut.max_batch_size=8
   harness-compare RUN_A RUN_B --baseline RUN_A              deltas in % against RUN_A
   harness-compare --round 3f2a... --baseline 9c1d... --fail-on-regression 5%
-  harness-compare --round 3f2a... --report out/ --log-to 3f2a...   PNG charts + report.html, logged
+  harness-compare --round 3f2a --report --log-to 3f2a   PNG charts + report.html in runs/reports/..., logged
+
+run ids: any unique prefix, e.g. the 8 characters the table shows.
 
 filters: key=value on a tag (scenario, sut, mode, validity, ...), a dotted key on a param
 (sut.max_batch_size=8), a metric name with =, <, > (tokens_per_second>1000), or MLflow's own
@@ -233,7 +280,11 @@ exit codes: 0 ok; 1 a gated metric regressed beyond the threshold (or a run FAIL
     parser.add_argument("--metric", dest="gate", action="append", metavar="NAME",
                         help=f"metric the gate checks (repeatable; default: {', '.join(DEFAULT_GATE)})")
     parser.add_argument("--all", action="store_true", help="show every param and metric, not only those that differ")
-    parser.add_argument("--report", type=Path, metavar="DIR", help="write PNG charts and report.html into DIR")
+    parser.add_argument("--columns", action="store_true",
+                        help="one column per run even when the table is wider than the terminal (otherwise "
+                             "runs become rows when they do not fit)")
+    parser.add_argument("--report", type=Path, metavar="DIR", nargs="?", const=REPORT_DEFAULT,
+                        help="write PNG charts and report.html into DIR (default: runs/reports/<date>/<time>)")
     parser.add_argument("--log-to", metavar="RUN_ID", help="log the report as artifacts (report/) of this run, "
                         "e.g. the round's parent")
     parser.add_argument("--max-runs", type=int, default=200, help="at most this many searched runs (default 200)")
@@ -243,6 +294,7 @@ exit codes: 0 ok; 1 a gated metric regressed beyond the threshold (or a run FAIL
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     if not (args.run_ids or args.experiment or args.round_id):
         parser.error("select runs: RUN_ID ..., --experiment NAME or --round PARENT_RUN_ID")
     if args.fail_on_regression is not None and not args.baseline:
@@ -254,13 +306,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                          f"({', '.join(m.name for m in schema.METRICS if m.better)})")
     try:
         return _compare(args, gate)
-    except (TrackingError, LookupError) as exc:
+    except (HarnessError, LookupError) as exc:  # the store (TrackingError), a run id (RunIdError), no runs
         sys.stderr.write(f"error: {exc}\n")
         return EXIT_USAGE
 
 
 def _compare(args: argparse.Namespace, gate: tuple[str, ...]) -> int:
-    from harness.tracking.store import client, default_uri, resolve_uri, short, shown
+    from harness.tracking.store import client, default_uri, resolve_run_id, resolve_uri, short, shown
 
     uri = resolve_uri(args.tracking_uri or default_uri())
     mlflow_client = client(uri)
@@ -269,21 +321,25 @@ def _compare(args: argparse.Namespace, gate: tuple[str, ...]) -> int:
                       filters=args.filters, max_runs=args.max_runs)
         baseline = None
         if args.baseline:
-            baseline = next((r for r in runs if r.run_id == args.baseline), None)
+            baseline_id = resolve_run_id(mlflow_client, args.baseline)
+            baseline = next((r for r in runs if r.run_id == baseline_id), None)
             if baseline is None:
-                baseline = RunView.of(mlflow_client.get_run(args.baseline))
+                baseline = RunView.of(mlflow_client.get_run(baseline_id))
                 runs = [baseline, *runs]
             else:  # the baseline is the first column
                 runs = [baseline, *(r for r in runs if r.run_id != baseline.run_id)]
-    except LookupError:
+        log_to = resolve_run_id(mlflow_client, args.log_to) if args.log_to else None
+        parent = mlflow_client.get_run(resolve_run_id(mlflow_client, args.round_id)) if args.round_id else None
+    except (LookupError, HarnessError):
         raise
-    except Exception as exc:  # unknown run id, unreachable store, bad filter: all MLflow errors
+    except Exception as exc:  # unreachable store, bad filter: all MLflow errors
         raise TrackingError(f"{shown(uri)}: {short(exc)}") from exc
     if not runs:
         raise LookupError("no runs match the selection")
 
-    table = render(table_rows(runs, baseline, args.all))
-    sys.stdout.write(table + "\n")
+    rows = table_rows(runs, baseline, args.all)
+    table = render(rows)
+    sys.stdout.write(fit(rows, shutil.get_terminal_size((120, 24)).columns, args.columns) + "\n")
     found: list[Regression] = []
     verdict = ""
     if args.fail_on_regression is not None and baseline is not None:
@@ -291,20 +347,58 @@ def _compare(args: argparse.Namespace, gate: tuple[str, ...]) -> int:
         verdict = "\n".join(map(str, found)) if found else (
             f"no regression beyond {args.fail_on_regression:g}% in {len(runs) - 1} runs against {baseline.label}")
         sys.stdout.write(verdict + "\n")
-    if args.report or args.log_to:
+    if args.report or log_to:
         from harness.tracking.report import write_report
 
         out = args.report or Path(tempfile.mkdtemp(prefix="harness-compare-"))
-        files = write_report(out, runs, table, verdict, baseline)
+        if args.report == REPORT_DEFAULT:
+            out = REPORT_DEFAULT / time.strftime("%Y-%m-%d") / time.strftime("%H-%M-%S")
+        context = report_context(args, runs, baseline, parent, shown(uri))
+        files = write_report(out, runs, table, verdict, baseline, context)
         sys.stdout.write(f"report: {out / 'report.html'} ({len(files)} files)\n")
-        if args.log_to:
+        if log_to:
             try:
                 for path in files:
-                    mlflow_client.log_artifact(args.log_to, str(path), "report")
+                    mlflow_client.log_artifact(log_to, str(path), "report")
             except Exception as exc:
-                raise TrackingError(f"cannot log the report to run {args.log_to}: {short(exc)}") from exc
-            sys.stdout.write(f"report logged to run {args.log_to} (report/)\n")
+                raise TrackingError(f"cannot log the report to run {log_to}: {short(exc)}") from exc
+            sys.stdout.write(f"report logged to run {log_to} (report/)\n")
     return EXIT_REGRESSION if found else EXIT_OK
+
+
+def _date(ms: int | None) -> str:
+    return "?" if ms is None else time.strftime("%Y-%m-%d %H:%M", time.localtime(ms / 1000))
+
+
+def report_context(args: argparse.Namespace, runs: Sequence[RunView], baseline: RunView | None, parent,
+                   store: str):
+    """What report.html says was compared: the round (name, date, command), the runs' dates, the
+    baseline, the store and the command that made the report."""
+    from harness.tracking.report import Context
+
+    facts: list[tuple[str, str]] = []
+    if parent is not None:
+        what = f"{parent.info.run_name} ({parent.info.run_id})"
+        title = f"harness-compare: {parent.info.run_name}"
+        facts.append(("round", what))
+        if parent.data.tags.get("command"):
+            facts.append(("round command", parent.data.tags["command"]))
+        facts.append(("round date", _date(parent.info.start_time)))
+    elif args.experiment:
+        title = f"harness-compare: experiment {args.experiment}"
+        facts.append(("experiment", args.experiment))
+    else:
+        title = f"harness-compare: {len(runs)} runs"
+    starts = [r.start_time for r in runs if r.start_time is not None]
+    span = f", {_date(min(starts))} to {_date(max(starts))}" if starts else ""
+    facts.append(("runs", f"{len(runs)}{span}"))
+    if args.filters:
+        facts.append(("filters", " and ".join(args.filters)))
+    facts.append(("baseline", baseline.label if baseline is not None else "none"))
+    facts.append(("store", store))
+    facts.append(("command", shlex.join(["harness-compare", *(args.argv or [])])))
+    facts.append(("written", time.strftime("%Y-%m-%d %H:%M")))
+    return Context(title, tuple(facts))
 
 
 if __name__ == "__main__":

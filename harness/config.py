@@ -9,6 +9,7 @@ names the full key (``sut.ttft_ms``), which is how a typo fails at startup.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -263,6 +264,8 @@ class RunOptions:
     # Server/Interactive: a LoadGen-VALID run whose completions kept pace with less than this
     # fraction of its arrivals is BEHIND, not VALID (harness.verdict.falling_behind); null: LoadGen alone.
     min_completed_ratio: float | None = 0.95
+    # Live progress on stdout (harness.progress): a live line on a terminal, plain lines otherwise.
+    progress: bool = True
 
 
 @dataclass(frozen=True)
@@ -296,15 +299,58 @@ def quote_null_sut(overrides: list[str]) -> list[str]:
 
 
 def compose(overrides: list[str] | tuple[str, ...] = ()) -> HarnessConfig:
-    """Compose ``conf/`` with Hydra overrides, as the CLI would, without running anything."""
+    """Compose ``conf/`` with Hydra overrides, as the CLI would, without running anything.
+
+    Hydra's own errors (an unknown group option or key, a malformed override) become a one-line
+    ConfigError, like every other bad input.
+    """
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
+    from hydra.errors import HydraException
     from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
 
     register_scenarios()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = hydra_compose(config_name="config", overrides=quote_null_sut(list(overrides)))
-    return load_config(OmegaConf.to_container(cfg, resolve=True))
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = hydra_compose(config_name="config", overrides=quote_null_sut(list(overrides)))
+        raw = OmegaConf.to_container(cfg, resolve=True)
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise ConfigError(hydra_error_message(exc)) from exc
+    return load_config(raw)
+
+
+_HYDRA_WHERE = re.compile(r"^In '[^']*': ")
+
+
+def hydra_error_message(exc: BaseException) -> str:
+    """One line for a Hydra or OmegaConf error: what is wrong, the choices or the hint Hydra gives.
+
+    ``Could not find 'scenario/nope' (available: interactive, offline, server, single_stream)``;
+    ``Could not override 'sut.ttft_msx': Key 'ttft_msx' is not in struct; to append to your config
+    use +sut.ttft_msx=3``.
+    """
+    text = str(exc)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    head = _HYDRA_WHERE.sub("", lines[0]) if lines else type(exc).__name__
+    override = getattr(exc, "override", None)
+    if override:
+        head = f"cannot read override '{override}': {head}"
+    cause = exc.__cause__
+    if cause is not None and str(cause).strip():
+        head = f"{head.rstrip('.')}: {str(cause).strip().splitlines()[0]}"
+    if any(line.startswith("Available options in") for line in lines):
+        start = next(i for i, line in enumerate(lines) if line.startswith("Available options in")) + 1
+        options = []
+        for line in lines[start:]:
+            if line.startswith("Config search path"):
+                break
+            options.append(line)
+        head += f" (available: {', '.join(options)})"
+    hint = next((line for line in lines[1:] if line.startswith("To append")), None)
+    if hint:
+        head += f"; {hint[0].lower()}{hint[1:]}"
+    return head
 
 
 def load_config(raw: Mapping[str, Any]) -> HarnessConfig:

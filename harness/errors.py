@@ -47,5 +47,9 @@ class TrackingError(HarnessError):
     exit_code = 5
 
 
+class RunIdError(HarnessError):
+    """A run id (or the start of one) names no run of the store, or more than one."""
+
+
 class SubmissionError(HarnessError):
     """A run cannot go into a submission tree, or a tree cannot be written or read."""

@@ -119,13 +119,14 @@ def table(rows: Sequence[Mapping[str, Any]]) -> str:
     def f(v: float | None, digits: int = 1) -> str:
         return "-" if v is None else f"{v:,.{digits}f}"
 
-    head = (f"{'endpoint':<20}{'TTFT p50':>10}{'p90':>9}{'tok/s p50':>11}{'p90':>9}{'e2e p50':>10}{'p90':>9}"
-            f"{'tokens':>8}  errors")
+    head = (f"{'endpoint':<20}{'TTFT p50':>10}{'p90':>9}{'p99':>9}{'tok/s p50':>11}{'p90':>9}{'p99':>9}"
+            f"{'e2e p50':>10}{'p90':>9}{'p99':>9}{'tokens':>8}  errors")
     lines = [head, "-" * len(head)]
     for r in rows:
         t, s, e = r["ttft_ms"], r["output_tokens_per_s"], r["e2e_ms"]
-        lines.append(f"{r['name'][:19]:<20}{f(t['p50']):>10}{f(t['p90']):>9}{f(s['p50']):>11}{f(s['p90']):>9}"
-                     f"{f(e['p50']):>10}{f(e['p90']):>9}{f(r['output_tokens']['p50'], 0):>8}  "
+        lines.append(f"{r['name'][:19]:<20}{f(t['p50']):>10}{f(t['p90']):>9}{f(t['p99']):>9}"
+                     f"{f(s['p50']):>11}{f(s['p90']):>9}{f(s['p99']):>9}"
+                     f"{f(e['p50']):>10}{f(e['p90']):>9}{f(e['p99']):>9}{f(r['output_tokens']['p50'], 0):>8}  "
                      f"{r['errors']}/{r['requests']}")
     lines.append("TTFT and e2e in ms; tok/s = output tokens / seconds after the first token")
     return "\n".join(lines)
@@ -143,9 +144,11 @@ def chart(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
                               ("output speed (tokens/s, higher is better)", "TTFT (ms)", "end-to-end (ms)"),
                               strict=True):
         p50 = [r[key]["p50"] or 0 for r in rows]
-        p90 = [r[key]["p90"] or 0 for r in rows]
         ax.bar(names, p50, color="tab:blue", label="p50")
-        ax.scatter(names, p90, color="tab:red", marker="_", s=400, label="p90", zorder=3)
+        for pct, color in (("p90", "tab:orange"), ("p99", "tab:red")):  # none for an endpoint that never answered
+            shown = [(n, r[key][pct]) for n, r in zip(names, rows, strict=True) if r[key][pct] is not None]
+            ax.scatter([n for n, _ in shown], [v for _, v in shown], color=color, marker="_", s=400, label=pct,
+                       zorder=3)
         ax.set_title(title, fontsize=9)
         ax.tick_params(axis="x", labelrotation=30, labelsize=8)
     axes[0].legend(fontsize=8)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,7 +25,8 @@ from harness.datasets.prompts import build_samples, fit_samples, input_limit
 from harness.errors import AccuracyError, ConfigError, OutputError, ResultError, SUTError
 from harness.loadgen import settings as lg_settings
 from harness.loadgen.logs import DetailLog, PerformanceResult, parse_detail_log, performance_result
-from harness.loadgen.process import end_test_early, run_in_process
+from harness.loadgen.process import end_test_early, report_progress, run_in_process
+from harness.progress import Display, Snapshot, plan
 from harness.redact import Redactor
 from harness.results import RunResult
 from harness.sut import SUT, Sample, SUTContext, build_sut, check_sut
@@ -126,7 +128,13 @@ def run_one_test(config: HarnessConfig, dataset: Dataset, test: str, test_dir: P
     """
     from harness.loadgen.bridge import run_test  # imports LoadGen: only in the test process
 
+    started = time.monotonic()
+
+    def phase(name: str, what: str) -> None:
+        report_progress(Snapshot(test, name, elapsed_s=time.monotonic() - started, what=what))
+
     samples = build_samples(config.benchmark, dataset)
+    phase("loading", f"sut={config.sut.name}")
     sut = open_sut(config, samples)
     try:
         inputs_cut = None
@@ -138,19 +146,24 @@ def run_one_test(config: HarnessConfig, dataset: Dataset, test: str, test_dir: P
         stats = run_test(sut, samples, scenario=config.scenario.loadgen_scenario,
                          mode="performance" if audit else test, model_key=model_key,
                          user_conf=user_conf, outdir=test_dir, options=config.run, audit_config=audit,
-                         end_early=lambda stats: end_test_early(TestOutcome(stats)))
+                         end_early=lambda stats: end_test_early(TestOutcome(stats)),
+                         progress=report_progress if config.run.progress else None, test=test)
+        started = time.monotonic()
         compliance = None
         if audit is not None and not stats.errors:
             # TEST06: the ~100 responses logged during the performance run.
+            phase("after", "checking the logged responses")
             compliance = verify_accuracy_log(test_dir / ACCURACY_LOG, sut.tokenizer.eos_token_id, test_dir,
                                              scenario=config.scenario.loadgen_scenario)
         elif test == "accuracy" and not stats.errors:
+            phase("after", "decoding the outputs")
             texts = decode_accuracy_log(test_dir / ACCURACY_LOG, sut.tokenizer.decode)
             (test_dir / PREDICTIONS).write_text(json.dumps(texts, indent=1, ensure_ascii=False) + "\n")
             compliance = verify_accuracy_log(test_dir / ACCURACY_LOG, sut.tokenizer.eos_token_id, test_dir,
                                              scenario=config.scenario.loadgen_scenario)
         prompt_tokens = device = device_name = None
         if test == "performance" and not stats.errors:  # after LoadGen's clock has stopped
+            phase("after", "counting prompt tokens")
             prompt_tokens = roofline.count_prompt_tokens(sut.tokenizer, [s.prompt for s in samples])
             device, device_name = roofline.sut_device(sut)
         return TestOutcome(stats, compliance, sut.stats() if callable(getattr(sut, "stats", None)) else None,
@@ -177,8 +190,14 @@ def score_accuracy(config: HarnessConfig, dataset: Dataset, test_dir: Path,
     return accuracy
 
 
-def run_benchmark(config: HarnessConfig, output_dir: Path) -> RunResult:
-    """Run the configured benchmark and write its results into ``output_dir``."""
+def run_benchmark(config: HarnessConfig, output_dir: Path, display: Display | None = None) -> RunResult:
+    """Run the configured benchmark and write its results into ``output_dir``.
+
+    ``display`` shows its progress (:mod:`harness.progress`); by default on stdout unless
+    ``run.progress=false``.
+    """
+    if display is None:
+        display = Display(enabled=config.run.progress)
     output_dir = prepare_output_dir(Path(output_dir))
     dataset = load_dataset(config.dataset)
     check_official(config, dataset)
@@ -201,14 +220,20 @@ def run_benchmark(config: HarnessConfig, output_dir: Path) -> RunResult:
     sut_stats: dict[str, dict] = {}
     model: dict | None = None
     inputs_cut: dict | None = None
-    for test in Plan.for_config(config).tests:
+    tests = Plan.for_config(config).tests
+    display.line(plan(config, len(dataset), tests))
+    for test in tests:
         test_dir = output_dir / test
         test_dir.mkdir(exist_ok=True)
         if test == COMPLIANCE_TEST:
             (test_dir / AUDIT_CONF).write_text(lg_settings.TEST06_AUDIT_CONF)
-        outcome = run_in_process(run_one_test, config, dataset, test, test_dir, user_conf, model_key,
-                                 log_file=test_dir / TEST_LOG)
+        watch = display.test(test)
+        with display.logging_above():
+            outcome = run_in_process(run_one_test, config, dataset, test, test_dir, user_conf, model_key,
+                                     log_file=test_dir / TEST_LOG,
+                                     on_progress=watch.update if display.enabled else None)
         stats = outcome.stats
+        watch.done(stats.issued, stats.completed, stats.errors)
         errors += stats.errors
         issued[test] = stats.issued
         if outcome.sut_stats is not None:
@@ -229,7 +254,9 @@ def run_benchmark(config: HarnessConfig, output_dir: Path) -> RunResult:
         elif not stats.errors:
             accuracy_samples = len(read_accuracy_log(test_dir / ACCURACY_LOG))
             try:
-                accuracy = score_accuracy(config, dataset, test_dir, outcome.compliance)
+                with display.task("accuracy", f"scoring {accuracy_samples:,} samples (ROUGE)",
+                                  f"scored {accuracy_samples:,} samples (ROUGE)"):
+                    accuracy = score_accuracy(config, dataset, test_dir, outcome.compliance)
             except AccuracyError as exc:
                 accuracy_error = exc
         if stats.errors:
@@ -250,8 +277,11 @@ def run_benchmark(config: HarnessConfig, output_dir: Path) -> RunResult:
                     min_completed_ratio=config.run.min_completed_ratio)
     if verdict is not None and verdict.status != "VALID":
         log.warning("harness verdict: %s: %s", verdict.status, "; ".join(verdict.lines()))
-    roof = (run_roofline(config, perf_detail, perf_outcome, model) if not errors
-            else roofline.not_estimated("samples failed, so the timings are not a result"))
+    if errors:
+        roof = roofline.not_estimated("samples failed, so the timings are not a result")
+    else:
+        with display.task("roofline", "estimating bandwidth and MFU", "estimated bandwidth and MFU", min_s=1.0):
+            roof = run_roofline(config, perf_detail, perf_outcome, model)
     result = RunResult.from_perf(
         perf,
         verdict,

@@ -33,6 +33,8 @@ import mlperf_loadgen as lg
 
 from harness.config import RunOptions
 from harness.errors import ConfigError
+from harness.loadgen.live import LiveReport
+from harness.progress import Snapshot
 from harness.sut.base import SUT, Sample, supports_streaming
 
 log = logging.getLogger(__name__)
@@ -141,7 +143,7 @@ class _Pending:
 
 class _Bridge:
     def __init__(self, sut: SUT, samples: Sequence[Sample], streaming: bool, options: RunOptions,
-                 end_early: Callable[[BridgeStats], None] | None = None) -> None:
+                 end_early: Callable[[BridgeStats], None] | None = None, live: LiveReport | None = None) -> None:
         self.sut = sut
         self.samples = samples
         self.streaming = streaming
@@ -157,6 +159,7 @@ class _Bridge:
         self.inline = streaming and bool(getattr(sut, "submit_inline", False))
         self.end_early = end_early
         self.gave_up_at: float | None = None
+        self.live = live  # the parent's progress display, fed from the watchdog (never per sample)
 
     # -- LoadGen callbacks (LoadGen's threads) -------------------------------------------
     def issue(self, query_samples: list) -> None:
@@ -294,7 +297,7 @@ class _Bridge:
 
     def _watchdog(self) -> None:
         period = min(0.1, self.options.sample_timeout_s / 4)
-        level = progress_level()
+        level = logging.DEBUG if self.live is not None else progress_level()  # the parent shows progress
         last_time, last_tokens = time.monotonic(), 0
         next_progress = last_time + PROGRESS_EVERY_S
         while not self.closed.wait(period):
@@ -318,6 +321,9 @@ class _Bridge:
                         s.completed, s.issued, rate, s.issued - s.completed, s.errors)
             with self.lock:
                 expired = [p for p in self.outstanding.values() if p.deadline <= now]
+                in_flight = list(self.outstanding.values()) if self.live is not None and self.streaming else ()
+            if self.live is not None:
+                self.live.tick(now, self.stats, in_flight)
             if not expired:
                 continue
             for p in expired:
@@ -353,7 +359,8 @@ def _settings(*, scenario: str, mode: str, model_key: str, user_conf: Path, outd
 
 def run_test(sut: SUT, samples: Sequence[Sample], *, scenario: str, mode: str, model_key: str,
              user_conf: Path, outdir: Path, options: RunOptions, audit_config: Path | None = None,
-             end_early: Callable[[BridgeStats], None] | None = None) -> BridgeStats:
+             end_early: Callable[[BridgeStats], None] | None = None,
+             progress: Callable[[Snapshot], None] | None = None, test: str | None = None) -> BridgeStats:
     """Run one LoadGen test (performance or accuracy) of ``sut`` over ``samples``; blocks.
 
     ``audit_config`` is a compliance test's audit conf (TEST06), which LoadGen applies over
@@ -364,6 +371,10 @@ def run_test(sut: SUT, samples: Sequence[Sample], *, scenario: str, mode: str, m
     ``end_early(stats)``, when given, is called (on the bridge's watchdog thread, while LoadGen still
     runs) once the bridge has given up on the SUT and LoadGen has not ended within
     ``GIVE_UP_GRACE_S``; it must not return (the test process exits with the stats).
+
+    ``progress``, when given, receives a :class:`~harness.progress.Snapshot` about once a second
+    (from the watchdog thread; :mod:`harness.loadgen.live`) while the test runs, and one as it ends;
+    ``test`` names the test in them (default: ``mode``).
     """
     streaming = scenario != "Offline"
     if streaming and not supports_streaming(sut):
@@ -372,7 +383,11 @@ def run_test(sut: SUT, samples: Sequence[Sample], *, scenario: str, mode: str, m
     settings, log_settings = _settings(scenario=scenario, mode=mode, model_key=model_key, user_conf=user_conf,
                                        outdir=outdir, enable_trace=options.enable_trace)
 
-    bridge = _Bridge(sut, samples, streaming, options, end_early)
+    live = None
+    if progress is not None:
+        live = LiveReport(progress, test=test or mode, scenario=scenario, mode=mode, streaming=streaming,
+                          timeout_s=options.sample_timeout_s, detail_log=outdir / "mlperf_log_detail.txt")
+    bridge = _Bridge(sut, samples, streaming, options, end_early, live)
 
     def load(indices: list[int]) -> None:
         sut.load([samples[i] for i in indices])
@@ -393,6 +408,8 @@ def run_test(sut: SUT, samples: Sequence[Sample], *, scenario: str, mode: str, m
         lg.DestroyQSL(qsl)
     log.info("LoadGen test finished in %.1fs: %d issued, %d errors", time.monotonic() - started,
              bridge.stats.issued, bridge.stats.errors)
+    if live is not None:
+        live.finish(time.monotonic(), bridge.stats)
     return bridge.stats
 
 

@@ -29,6 +29,45 @@ LOG_FORMAT = "[%(asctime)s][%(levelname)s] %(message)s"
 # The pipe to the parent, in a test process only (see end_test_early).
 _parent_conn = None
 _send_lock = threading.Lock()
+_progress = False  # the parent renders progress: send it snapshots and the log (report_progress)
+MAX_FORWARDED_RECORDS = 200  # log records of one test process shown by the parent; the rest stay in its log file
+TICK_S = 1.0  # the parent's progress callback hears at least this often (None: no news)
+
+
+def report_progress(message: Any) -> None:
+    """From any thread of a test process: send a progress message (harness.progress.Snapshot or
+    LogLine) to the parent, if it asked for them. Never blocks for long, never raises."""
+    if not _progress or _parent_conn is None:
+        return
+    if not _send_lock.acquire(timeout=1.0):  # the process is ending (end_test_early holds the lock)
+        return
+    try:
+        _parent_conn.send(("progress", message))
+    except (OSError, ValueError):  # the pipe is closed: the result has been sent
+        pass
+    finally:
+        _send_lock.release()
+
+
+class _ForwardHandler(logging.Handler):
+    """The test process's console: its records go to the parent, which prints them between its
+    progress lines and writes them to harness.log."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.setFormatter(logging.Formatter("%(message)s"))
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from harness.progress import LogLine
+
+        self.count += 1
+        if self.count > MAX_FORWARDED_RECORDS:
+            return
+        message = self.format(record)
+        if self.count == MAX_FORWARDED_RECORDS:
+            message += " (further lines of this test process only in its harness_test.log)"
+        report_progress(LogLine(record.name, record.levelno, message, record.created))
 
 
 def end_test_early(result: Any) -> None:
@@ -50,10 +89,14 @@ def end_test_early(result: Any) -> None:
             os._exit(0)
 
 
-def _child(conn, log_file: str, level: int, fn: Callable[..., Any], args: tuple) -> None:
-    global _parent_conn
-    _parent_conn = conn
-    logging.basicConfig(level=level, format=LOG_FORMAT)
+def _child(conn, log_file: str, level: int, fn: Callable[..., Any], args: tuple, progress: bool = False) -> None:
+    global _parent_conn, _progress
+    _parent_conn, _progress = conn, progress
+    if progress:
+        logging.getLogger().setLevel(level)
+        logging.getLogger().addHandler(_ForwardHandler())
+    else:
+        logging.basicConfig(level=level, format=LOG_FORMAT)
     file_handler = logging.FileHandler(log_file)
     file_handler.setFormatter(logging.Formatter(LOG_FORMAT))
     logging.getLogger().addHandler(file_handler)
@@ -71,22 +114,33 @@ def _child(conn, log_file: str, level: int, fn: Callable[..., Any], args: tuple)
         conn.close()
 
 
-def run_in_process(fn: Callable[..., Any], *args: Any, log_file: Path) -> Any:
+def run_in_process(fn: Callable[..., Any], *args: Any, log_file: Path,
+                   on_progress: Callable[[Any], None] | None = None) -> Any:
     """Call ``fn(*args)`` in a spawned process and return its result or raise its exception.
 
     ``fn`` must be a module-level function and its arguments picklable. The child's log goes
-    to stderr and to ``log_file``. A child that dies without answering (crash, OOM kill)
-    raises SUTError with its exit code.
+    to ``log_file`` and to stderr, or, with ``on_progress``, to the parent: ``on_progress``
+    then receives the child's progress messages (:func:`report_progress`: snapshots and log
+    records) and None whenever a second passes without one. A child that dies without
+    answering (crash, OOM kill) raises SUTError with its exit code.
     """
     ctx = multiprocessing.get_context("spawn")
     recv, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(send, str(log_file), logging.getLogger().getEffectiveLevel(), fn, args),
-                       name="harness-test")
+    proc = ctx.Process(target=_child, args=(send, str(log_file), logging.getLogger().getEffectiveLevel(), fn, args,
+                                            on_progress is not None), name="harness-test")
     proc.start()
     send.close()
     try:
         try:
-            status, payload = recv.recv()
+            while True:
+                if on_progress is not None and not recv.poll(TICK_S):
+                    on_progress(None)
+                    continue
+                status, payload = recv.recv()
+                if status != "progress":
+                    break
+                if on_progress is not None:
+                    on_progress(payload)
         except EOFError:
             proc.join()
             raise SUTError(f"the test process died with exit code {proc.exitcode} "

@@ -12,18 +12,20 @@ parent run (tag ``role=peak``) with every probe and confirmation as a child, so
 from __future__ import annotations
 
 import dataclasses
+import logging
 import shlex
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from harness.cli import run_hydra, tracked_run
+from harness.cli import log_to_file, run_hydra, tracked_run
 from harness.config import HarnessConfig, LatencyLimits, to_dict
 from harness.errors import HarnessError, ResultError
 from harness.peak import report
 from harness.peak.search import Outcome, Probe, Search, Step, failed_outcome, probe_from
 from harness.peak.settings import PeakConfig, confirm_config, probe_config, probe_overrides, start_rate
+from harness.progress import Display
 from harness.redact import Redactor
 from harness.tracking import JobInfo, TrackingSession
 
@@ -86,7 +88,9 @@ class Runner:
         job = JobInfo(output_dir=out, overrides=tuple(args), round_dir=self.search_dir, job_num=n,
                       argv=("harness", *args), tags=(("peak_step", step),))
         started = time.monotonic()
-        result, error = tracked_run(_tracking, config, job, env, self.redactor, fail_on_invalid=False)
+        display = Display(enabled=config.run.progress, label=f"[{step} {n} · {qps:g} QPS]")
+        result, error = tracked_run(_tracking, config, job, env, self.redactor, fail_on_invalid=False,
+                                    display=display)
         if result is None:
             assert error is not None
             raise error
@@ -94,8 +98,7 @@ class Runner:
         detail = parse_detail_log(detail_path) if detail_path.is_file() else None
         probe = probe_from(n, step, qps, result, detail, time.monotonic() - started)
         self.counts[step] += 1
-        sys.stdout.write(report.progress_line(probe, self.settings, self.counts[step]) + "\n")
-        sys.stdout.flush()
+        _show(report.progress_line(probe, self.settings, self.counts[step]))
         if error is not None:
             self.failed = probe
             raise error
@@ -123,6 +126,7 @@ def _job(cfg) -> None:
         environment.write(search_dir, env)
     except HarnessError as exc:
         sys.stderr.write(f"error: {exc}\n")
+        log_to_file(str(exc))
         _exit_codes.append(exc.exit_code)
         return
 
@@ -138,13 +142,12 @@ def _job(cfg) -> None:
                                        redactor, params)
     except HarnessError as exc:  # tracking.required=true and the store cannot be reached
         sys.stderr.write(f"error: {exc}\n")
+        log_to_file(str(exc))
         _exit_codes.append(exc.exit_code)
         return
-    sys.stdout.write(f"peak search: {config.scenario.name} · sut={config.sut.name} · start {start:g} QPS in "
-                     f"[{settings.min_qps:g}, {settings.max_qps:g}], precision {settings.precision:g}, "
-                     f"at most {settings.max_probes} probes"
-                     + (f" · MLflow parent run {parent}" if parent else "") + "\n")
-    sys.stdout.flush()
+    _show(f"peak search: {config.scenario.name} · sut={config.sut.name} · start {start:g} QPS in "
+          f"[{settings.min_qps:g}, {settings.max_qps:g}], precision {settings.precision:g}, "
+          f"at most {settings.max_probes} probes" + (f" · MLflow parent run {parent}" if parent else ""))
     search = Search(settings, start, limits)
     runner = Runner(config, settings, search_dir, overrides, env, redactor)
     try:
@@ -175,8 +178,7 @@ def _finish(outcome: Outcome, config: HarnessConfig, settings: PeakConfig, limit
     text = report.table(outcome, config, limits, search_dir, seconds)
     (search_dir / report.PEAK_TABLE).write_text(text + "\n", encoding="utf-8")
     files.append(search_dir / report.PEAK_TABLE)
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
+    _show(text)
     if error is None and not outcome.ok:
         error = ResultError(outcome.message)  # no VALID rate: INVALID everywhere, or not confirmed
     code = error.exit_code if isinstance(error, HarnessError) else (1 if error is not None else 0)
@@ -185,10 +187,19 @@ def _finish(outcome: Outcome, config: HarnessConfig, settings: PeakConfig, limit
                              files=tuple(files), tags={"peak_status": outcome.status})
     except HarnessError as exc:  # tracking.required=true and the store failed
         sys.stderr.write(f"error: {exc}\n")
+        log_to_file(str(exc))
         code = max(code, exc.exit_code)
     if isinstance(error, HarnessError):
         sys.stderr.write(f"error: {error}\n")
+        log_to_file(str(error))
     _exit_codes.append(code)
+
+
+def _show(text: str) -> None:
+    """A line of the search's own story: on stdout and in harness-peak.log."""
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+    log_to_file(text, logging.INFO)
 
 
 def main() -> None:

@@ -1,7 +1,8 @@
 """What a peak search writes: progress lines, the final table, ``peak.json`` and ``peak.png``.
 
 ``peak.png`` plots TTFT p99 and TPOT p99 against the target QPS of every probe, with the
-scenario's limits as horizontal lines and VALID/INVALID markers, so the knee of the load
+scenario's limits as horizontal lines and markers by the harness's verdict (VALID, BEHIND,
+INVALID, FAILED; squares for confirmations), so the knee of the load
 curve and where the limits cut it are visible at a glance (matplotlib, Agg backend: files only).
 """
 
@@ -150,7 +151,8 @@ def plot(path: Path, outcome: Outcome, limits: LatencyLimits | None, title: str)
         searched = [p for p in points if p.step == "probe"]
         ax.plot([p.qps for p in searched], [getattr(p, attr) for p in searched], "-", color="0.7", zorder=1)
         for step, marker in (("probe", "o"), ("confirm", "s")):
-            for verdict, color in (("VALID", "tab:green"), ("BEHIND", "tab:orange"), ("INVALID", "tab:red")):
+            for verdict, color in (("VALID", "tab:green"), ("BEHIND", "tab:orange"), ("INVALID", "tab:red"),
+                                   ("FAILED", "black")):
                 chosen = [p for p in points if p.step == step and p.verdict == verdict]
                 if chosen:
                     ax.scatter([p.qps for p in chosen], [getattr(p, attr) for p in chosen], marker=marker,

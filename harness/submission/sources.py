@@ -48,10 +48,11 @@ def load_run(ref: str, tracking_uri: str | None = None) -> RunSource:
     path = Path(ref).expanduser()
     run_id = None
     if not path.is_dir():
-        if path.exists() or "/" in ref or not ref.isalnum():
-            raise SubmissionError(f"run directory not found: {path}")
-        from harness.tracking import download_run_dir
+        from harness.tracking.store import client, default_uri, download_run_dir, looks_like_run_id, resolve_run_id
 
-        path, run_id = download_run_dir(ref, tracking_uri), ref
+        if path.exists() or not looks_like_run_id(ref):
+            raise SubmissionError(f"run directory not found: {path}")
+        run_id = resolve_run_id(client(tracking_uri or default_uri()), ref)  # any unique prefix
+        path = download_run_dir(run_id, tracking_uri)
     return RunSource(path=path, results=_json(path / "results.json", True), config=_json(path / "config.json", True),
                      environment=_json(path / "environment.json", False), mlflow_run_id=run_id)

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
 from harness.sut.base import TokenStream
+from harness.sut.kv_cache import cache_keyword, output_cache
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,7 @@ class InflightDecoder:
         self.stats = DecoderStats()
         # Computing the vocabulary's logits for the last position only saves memory on long prompts.
         self._keep = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
+        self._cache_keyword = cache_keyword(model)
         self._waiting: deque[tuple[Sequence[int], TokenStream]] = deque()
         self._cv = threading.Condition()
         self._closed = False
@@ -177,7 +179,7 @@ class InflightDecoder:
         out = self.model(input_ids=ids, attention_mask=None if unpadded else mask, position_ids=positions,
                          use_cache=True, **self._keep)
         self.stats.prefills += 1
-        cache = out.past_key_values
+        cache = output_cache(out)
         if self._mergeable is None:
             self._mergeable = isinstance(cache, DynamicCache) and all(type(la) is DynamicLayer for la in cache.layers)
             if not self._mergeable:
@@ -195,9 +197,9 @@ class InflightDecoder:
         assert b is not None
         mask = F.pad(b.mask, (0, 1), value=1)  # the fed token's own column
         out = self.model(input_ids=b.last, attention_mask=mask, position_ids=b.pos[:, None],
-                         past_key_values=b.cache, use_cache=True, **self._keep)
+                         use_cache=True, **{self._cache_keyword: b.cache}, **self._keep)
         nxt = out.logits[:, -1, :].argmax(-1)
-        b.cache, b.mask, b.last, b.pos = out.past_key_values, mask, nxt[:, None], b.pos + 1
+        b.cache, b.mask, b.last, b.pos = output_cache(out), mask, nxt[:, None], b.pos + 1
         self.stats.steps += 1
         self.stats.max_running = max(self.stats.max_running, len(b.rows))
         if len(self.stats.running_widths) < 10_000:

@@ -33,6 +33,7 @@ import torch
 from harness.errors import SUTError
 from harness.sut.base import TokenStream
 from harness.sut.hf_fast import SerialDecoder
+from harness.sut.kv_cache import cache_keyword, output_cache
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +121,7 @@ class SpeculativeDecoder(SerialDecoder):
         self.k = num_draft_tokens
         self._target_keep = _logits_to_keep(target)
         self._draft_keep = _logits_to_keep(draft)
+        self._cache_keywords = {id(target): cache_keyword(target), id(draft): cache_keyword(draft)}
         # Offline decode() and the streaming thread never interleave (shared models and counters).
         self._decode_lock = threading.Lock()
         self.reset_stats()
@@ -156,13 +158,13 @@ class SpeculativeDecoder(SerialDecoder):
     def _forward(self, model: Any, ids: Sequence[int], cache: Any, keep: dict[str, int]) -> Any:
         x = torch.tensor([list(ids)], dtype=torch.long, device=self.device)
         # Batch 1, no padding: no attention mask; positions follow the cache length.
-        return model(input_ids=x, past_key_values=cache, use_cache=True, **keep)
+        return model(input_ids=x, use_cache=True, **{self._cache_keywords[id(model)]: cache}, **keep)
 
     def _speculate(self, prompt: list[int], emit: Any, max_new: int) -> None:
         c = self._counts
         c["sequences"] += 1
         out = self._forward(self.target, prompt, None, self._target_keep)
-        t_cache = out.past_key_values
+        t_cache = output_cache(out)
         seq = prompt + [int(out.logits[0, -1].argmax())]
         emit(seq[-1:])  # the first token: FirstTokenComplete, before the draft sees the prompt
         generated = 1
@@ -182,7 +184,7 @@ class SpeculativeDecoder(SerialDecoder):
                 d_out = self._forward(self.draft, feed, d_cache, self._draft_keep)
                 c["draft_forwards"] += 1
                 if d_cache is None:
-                    d_cache = d_out.past_key_values
+                    d_cache = output_cache(d_out)
                     _check_croppable(d_cache, "draft")
                 d_len += len(feed)
                 # Only ids the target can embed: a larger padded draft table must not propose past it.
@@ -192,7 +194,7 @@ class SpeculativeDecoder(SerialDecoder):
                     break  # nothing follows an EOS
             # The draft's cache now holds seq and drafts[:-1].
             v_out = self._forward(self.target, seq[-1:] + drafts, t_cache, {})
-            t_cache = v_out.past_key_values
+            t_cache = output_cache(v_out)
             best = v_out.logits[0, -(len(drafts) + 1):].argmax(-1).tolist()  # target's argmax after each input
             n = 0
             while n < len(drafts) and drafts[n] == best[n]:

@@ -25,7 +25,7 @@ from harness.errors import TrackingError
 from harness.redact import Redactor
 from harness.results import RESULTS_FILE, RunResult
 from harness.tracking import schema
-from harness.tracking.store import Store, shown
+from harness.tracking.store import Store, shown, ui_link
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,8 @@ class TrackingSession:
             key = (run.tracking.uri, run.tracking.experiment)
             self._trouble(key, run.tracking, exc, run.job.output_dir, f"MLflow run {run.run_id} is incomplete")
             return
-        log.info("tracking: logged MLflow run %s (%s) to %s", run.run_id, status, shown(run.store.uri))
+        log.info("tracking: logged MLflow run %s (%s) to %s; in the UI: %s", run.run_id, status, shown(run.store.uri),
+                 ui_link(run.store.uri, run.store.experiment_id, run.run_id))
 
     def start_group(self, config: HarnessConfig, run_dir: Path, name: str, tags: Mapping[str, Any],
                     env: Mapping[str, Any], redactor: Redactor, params: Mapping[str, Any] | None = None) -> str | None:
@@ -170,6 +171,8 @@ class TrackingSession:
                 rnd.store.log(rnd.run_id, metrics={"jobs": rnd.jobs, **(metrics or {})},
                               tags=_clean_tags(tags or {}, rnd.redactor))
                 rnd.store.end(rnd.run_id, "FAILED" if failed else "FINISHED")
+                log.info("tracking: the round's MLflow run %s; in the UI: %s", rnd.run_id,
+                         ui_link(rnd.store.uri, rnd.store.experiment_id, rnd.run_id))
             except TrackingError as exc:
                 key = (rnd.tracking.uri, rnd.tracking.experiment)
                 self._trouble(key, rnd.tracking, exc, rnd.round_dir,

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from harness.config import CONF_DIR, TrackingConfig
-from harness.errors import TrackingError
+from harness.errors import RunIdError, TrackingError
 from harness.redact import Redactor
 
 if TYPE_CHECKING:
@@ -31,6 +31,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SQLITE_PREFIX = "sqlite:///"
+# MLflow 3 UIs that read it open an experiment of this kind on its runs, not on the GenAI pages.
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+# MLflow 3.17 decides by its "GenAI | Model training" switch instead (default GenAI, whatever the
+# tag): this URL parameter sets it, so links the harness prints open on the runs.
+UI_WORKFLOW = "workflowType=machine_learning"
+LOCAL_UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves by default
 ARTIFACTS_DIR = "mlartifacts"  # beside a local SQLite store, like `mlflow server` does
 # Files whose secrets sit under keys, not only in text: rewritten key by key before upload.
 STRUCTURED = {".json": "json", ".yaml": "yaml", ".yml": "yaml"}
@@ -57,6 +63,13 @@ def resolve_uri(uri: str) -> str:
     return f"{SQLITE_PREFIX}{path}" if path is not None else uri
 
 
+def ui_link(uri: str, experiment_id: str, run_id: str | None = None) -> str:
+    """Where the MLflow UI shows an experiment (or one run) on its runs pages: the tracking server
+    itself, or for a local store ``mlflow ui``'s default address."""
+    base = shown(uri).rstrip("/") if uri.startswith(("http://", "https://")) else LOCAL_UI
+    return f"{base}/#/experiments/{experiment_id}" + (f"/runs/{run_id}" if run_id else "") + f"?{UI_WORKFLOW}"
+
+
 def configure_http(timeout_s: int, retries: int) -> None:
     """Short MLflow HTTP timeouts: a dead tracking server costs seconds, never a hang.
 
@@ -66,6 +79,8 @@ def configure_http(timeout_s: int, retries: int) -> None:
     os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(retries)
     os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = "1"
     os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_JITTER"] = "0"
+    # No tqdm bars for artifact uploads and downloads (harness-audit <run id>, tracking=mlflow).
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def _quiet_mlflow() -> None:
@@ -124,6 +139,8 @@ class Store:
             mlflow_client = client(uri, config)
             experiment = mlflow_client.get_experiment_by_name(config.experiment)
             if experiment is not None:
+                if EXPERIMENT_KIND[0] not in experiment.tags:  # an experiment from an older harness
+                    mlflow_client.set_experiment_tag(experiment.experiment_id, *EXPERIMENT_KIND)
                 return cls(uri, mlflow_client, experiment.experiment_id)
             location = config.artifact_location
             if location is None and db is not None:
@@ -131,7 +148,8 @@ class Store:
             if location is not None and "://" not in location:
                 location = Path(location).absolute().as_uri()
             try:
-                experiment_id = mlflow_client.create_experiment(config.experiment, artifact_location=location)
+                experiment_id = mlflow_client.create_experiment(config.experiment, artifact_location=location,
+                                                                tags=dict([EXPERIMENT_KIND]))
             except Exception:  # another process created it first
                 experiment = mlflow_client.get_experiment_by_name(config.experiment)
                 if experiment is None:
@@ -226,18 +244,59 @@ def _redact_structured(path: Path, raw: bytes, redactor: Redactor) -> bytes | No
     return yaml.safe_dump(cleaned, sort_keys=False).encode()
 
 
+RUN_ID_LENGTH = 32  # MLflow run ids: 32 hex digits; tables show the first 8
+_HEX = re.compile(r"[0-9a-f]+")
+
+
+def looks_like_run_id(text: str) -> bool:
+    """Hex digits, at most a whole run id's worth: a run id or the start of one."""
+    return bool(_HEX.fullmatch(text.strip().lower())) and len(text.strip()) <= RUN_ID_LENGTH
+
+
+def resolve_run_id(mlflow_client: MlflowClient, ref: str) -> str:
+    """The full id of the run whose id is ``ref`` or starts with it (any unique prefix, e.g. the 8
+    characters tables show). Raises RunIdError naming the candidates when none or several match,
+    TrackingError when the store cannot be read."""
+    from mlflow.entities import ViewType
+
+    text = ref.strip().lower()
+    if not looks_like_run_id(text):
+        raise RunIdError(f"{ref!r} is not an MLflow run id (up to {RUN_ID_LENGTH} hex digits, or the start of one)")
+    try:
+        experiments, token = [], None
+        while True:
+            page = mlflow_client.search_experiments(view_type=ViewType.ALL, page_token=token)
+            experiments += [e.experiment_id for e in page]
+            token = page.token
+            if not token:
+                break
+        found = mlflow_client.search_runs(experiments, filter_string=f"attributes.run_id LIKE '{text}%'",
+                                          run_view_type=ViewType.ACTIVE_ONLY, max_results=6) if experiments else []
+    except Exception as exc:
+        raise TrackingError(f"cannot look up run {ref} in {shown(mlflow_client.tracking_uri)} ({short(exc)})") from exc
+    if not found:
+        raise RunIdError(f"no run id starts with {ref!r} in {shown(mlflow_client.tracking_uri)}")
+    if len(found) > 1:
+        names = ", ".join(f"{r.info.run_id} ({r.info.run_name})" for r in found[:5])
+        raise RunIdError(f"run id {ref!r} is ambiguous: {names}{', ...' if len(found) > 5 else ''}; "
+                         "give more characters")
+    return found[0].info.run_id
+
+
 def download_run_dir(run_id: str, tracking_uri: str | None = None, dest: Path | None = None) -> Path:
     """Fetch a run's artifacts into a local directory laid out like its run directory.
 
-    ``tracking_uri`` defaults to the harness's store (``MLFLOW_TRACKING_URI`` or
-    ``sqlite:///runs/mlflow.db``); ``dest`` to a new temporary directory. Returns the directory
-    holding ``results.json``, ``config.json``, ``performance/``, ``accuracy/``, ... Raises
-    TrackingError when the store or run cannot be read.
+    ``run_id`` may be any unique prefix of the id. ``tracking_uri`` defaults to the harness's store
+    (``MLFLOW_TRACKING_URI`` or ``sqlite:///runs/mlflow.db``); ``dest`` to a new temporary
+    directory. Returns the directory holding ``results.json``, ``config.json``, ``performance/``,
+    ``accuracy/``, ... Raises RunIdError for an unknown or ambiguous id, TrackingError when the
+    store or run cannot be read.
     """
     uri = resolve_uri(tracking_uri or default_uri())
+    mlflow_client = client(uri)
+    run_id = resolve_run_id(mlflow_client, run_id)
     dest = Path(dest) if dest is not None else Path(tempfile.mkdtemp(prefix=f"harness-run-{run_id[:8]}-"))
     dest.mkdir(parents=True, exist_ok=True)
-    mlflow_client = client(uri)
     try:
         local = mlflow_client.download_artifacts(run_id, "", str(dest))
     except Exception as exc:

@@ -39,6 +39,8 @@ def test_a_round_runs_one_job_per_scenario_and_prints_a_table(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "round of 2 runs" in proc.stdout
     assert len(list((tmp_path / "round").glob("*/results.json"))) == 2
+    # each job's progress, labelled with its place in the round
+    assert "[job 1/2]  performance  done: " in proc.stdout and "[job 2/2]  performance  done: " in proc.stdout
 
 
 def test_null_sut_is_selectable_by_name(tmp_path):
@@ -50,19 +52,28 @@ def test_null_sut_is_selectable_by_name(tmp_path):
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["scenario=nope"], "scenario/nope"),
-        (["sut.ttft_msx=3"], "sut.ttft_msx"),
+        (["scenario=nope"], "Could not find 'scenario/nope' (available: interactive, offline, server, single_stream)"),
+        (["sut.ttft_msx=3"], "Could not override 'sut.ttft_msx': Key 'ttft_msx' is not in struct"),
+        (["-m", "scenario=offline,nope"], "scenario/nope"),
+        (["sut.ttft_ms=[1,2"], "cannot read override 'sut.ttft_ms=[1,2'"),
         (["scenario.target_qps=fast"], "scenario.target_qps"),
         (["dataset.path=/no/such/file.jsonl"], "/no/such/file.jsonl"),
         (["sut=echo", "scenario=server", "sut.streaming=false"], "cannot stream"),
         (["benchmark=llama3_1-8b", "benchmark.official=true"], "benchmark.official"),
     ],
 )
-def test_bad_input_is_one_clear_error_and_non_zero_exit(tmp_path, args, needle):
-    proc = harness(*args, f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
-    assert proc.returncode != 0
+def test_bad_input_is_one_clear_error_and_exit_2(tmp_path, args, needle):
+    proc = harness(*args, f"hydra.run.dir={tmp_path}/run", f"hydra.sweep.dir={tmp_path}/round", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
     assert needle in proc.stderr
     assert "Traceback" not in proc.stderr
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: "), proc.stderr
+
+
+def test_a_failed_start_leaves_its_error_in_harness_log(tmp_path):
+    proc = harness("dataset.path=/no/such/file.jsonl", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "[ERROR] dataset file not found: /no/such/file.jsonl" in (tmp_path / "run/harness.log").read_text()
 
 
 def test_unwritable_output_dir(tmp_path):

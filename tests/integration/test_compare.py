@@ -110,3 +110,48 @@ def test_help_explains_selection_filters_and_exit_codes():
     for text in ("--round PARENT_RUN_ID", "--fail-on-regression PCT", "scenario=server", "tokens_per_second",
                  "exit codes"):
         assert text in proc.stdout
+
+
+def test_run_ids_may_be_unique_prefixes(store, capsys):
+    uri, ids = store
+    code, out = compare(capsys, uri, ids["base"][:8], ids["faster"][:6], "--baseline", ids["base"][:8])
+    assert code == 0, out.err
+    assert f"* base ({ids['base'][:8]})" in out.out and f"faster ({ids['faster'][:8]})" in out.out
+    code, out = compare(capsys, uri, "--round", ids["parent"][:8])
+    assert code == 0 and "slower" in out.out.splitlines()[0]
+
+
+def test_unknown_and_ambiguous_prefixes_are_one_clear_error(store, capsys, tmp_path):
+    from mlflow import MlflowClient
+
+    uri, ids = store
+    unknown = next(p for p in ("0000000", "fffffff", "1234567") if not any(i.startswith(p) for i in ids.values()))
+    code, out = compare(capsys, uri, unknown)
+    assert code == 2 and out.err == f"error: no run id starts with '{unknown}' in {uri}\n"
+    code, out = compare(capsys, uri, "not-a-run")
+    assert code == 2 and "'not-a-run' is not an MLflow run id" in out.err and out.err.count("\n") == 1
+    # Two runs sharing a first digit (at most 17 ids make sure of it, 16 hex digits).
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("ambiguous")
+    seen: dict[str, str] = {}
+    while True:
+        run_id = client.create_run(experiment).info.run_id
+        if run_id[0] in seen:
+            break
+        seen[run_id[0]] = run_id
+    code, out = compare(capsys, uri, run_id[0])
+    assert code == 2 and f"run id '{run_id[0]}' is ambiguous: " in out.err and run_id in out.err
+    assert "give more characters" in out.err and out.err.count("\n") == 1
+
+
+def test_report_by_default_under_runs_names_the_round_and_baseline(store, capsys, tmp_path, monkeypatch):
+    uri, ids = store
+    monkeypatch.chdir(tmp_path)
+    code, out = compare(capsys, uri, "--round", ids["parent"][:8], "--baseline", ids["base"], "--report")
+    assert code == 0, out.err
+    (page,) = (tmp_path / "runs" / "reports").glob("*/*/report.html")
+    assert f"report: {page.relative_to(tmp_path)} (" in out.out
+    text = page.read_text()
+    assert "<title>harness-compare: round</title>" in text and f"round ({ids['parent']})" in text
+    assert f"<th>baseline</th><td>base ({ids['base'][:8]})</td>" in text
+    assert f"harness-compare --tracking-uri {uri} --round {ids['parent'][:8]}" in text

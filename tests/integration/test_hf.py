@@ -78,3 +78,18 @@ def test_bad_sut_settings_fail_before_any_loadgen_test(make_config, tmp_path, ov
         run_benchmark(config, tmp_path / "run")
     assert type(err.value).__name__ == error
     assert not (tmp_path / "run" / "performance").exists()
+
+
+def test_a_streamed_run_prints_no_warnings(tmp_path):
+    """Server and SingleStream decode through the in-flight decoder's own forward calls: no library
+    warning (transformers' FutureWarning on `past_key_values`) reaches the run's output."""
+    import re
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "harness", *SMALL, "scenario=single_stream", "mode=performance",
+                           "scenario.min_query_count=16", "scenario.min_duration_s=0.5",
+                           f"hydra.run.dir={tmp_path}/run"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    output = proc.stdout + proc.stderr
+    assert not re.search(r"\w+Warning\b|deprecated", output), output

@@ -77,6 +77,9 @@ def test_the_search_finds_the_peak_of_a_server_of_known_capacity(search):
     assert len(progress) == len(probes) and all(PROGRESS.match(line) for line in progress), progress
     assert f"peak        {peak:.2f} QPS: highest VALID rate {peak:g} QPS (confirmed at full length)" in proc.stdout
     assert (search_dir / "peak_table.txt").read_text() in proc.stdout
+    log = (search_dir / "harness-peak.log").read_text()  # the search's own lines, and its runs' log lines
+    assert all(line in log for line in progress) and (search_dir / "peak_table.txt").read_text() in log
+    assert "LoadGen Server performance test" in log
     assert (search_dir / "peak.png").read_bytes()[:4] == b"\x89PNG"
     for p in probes:  # each run is a complete harness run directory, judged as LoadGen judged it
         results = json.loads((Path(p["output_dir"]) / "results.json").read_text())
@@ -126,7 +129,8 @@ def test_the_search_is_one_mlflow_parent_with_a_child_per_run_and_compare_shows_
         assert float(child.data.params["scenario.target_qps"]) == p["qps"]
         assert child.data.tags["validity"] == ("VALID" if p["valid"] else "INVALID")
 
-    code = compare_main(["--tracking-uri", uri, "--round", parent.info.run_id, "--report", str(tmp_path / "rep")])
+    code = compare_main(["--tracking-uri", uri, "--round", parent.info.run_id, "--columns", "--report",
+                         str(tmp_path / "rep")])
     out = capsys.readouterr().out
     assert code == 0
     header = out.splitlines()[0]

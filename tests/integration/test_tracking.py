@@ -98,6 +98,11 @@ def test_a_round_is_one_parent_run_with_linked_children_and_a_failing_job_is_fai
 
     runs = runs_of(uri, "round")
     [parent] = [r for r in runs if r.data.tags.get("role") == "round"]
+    # The MLflow UI opens the experiment on its runs: the kind tag, and the links the harness prints.
+    experiment = client(uri).get_experiment_by_name("round")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert (f"in the UI: http://127.0.0.1:5000/#/experiments/{experiment.experiment_id}/runs/{parent.info.run_id}"
+            f"?workflowType=machine_learning") in proc.stdout
     children = sorted((r for r in runs if r is not parent), key=lambda r: int(r.data.tags["job_num"]))
     assert len(children) == 2
     for child in children:

@@ -87,3 +87,24 @@ def test_a_run_that_is_no_longer_valid_is_a_regression_whatever_its_figures():
     assert [str(r) for r in found] == ["regression: bhnd (bhndbhnd) BEHIND (baseline VALID)",
                                        "regression: fail (failfail) FAILED (baseline VALID)"]
     assert regressions([judged("inv", "INVALID")], judged("b2", "INVALID"), 5.0) == []
+
+
+def test_a_table_too_wide_for_the_terminal_shows_runs_as_rows_in_blocks_that_fit():
+    from harness.compare import fit
+
+    runs = [view(f"r{i:02d}", params={"sut.max_batch_size": str(i)}, tokens_per_second=1000.0 + i,
+                 ttft_p99_ms=100.0 + i) for i in range(25)]
+    rows = table_rows(runs, baseline=runs[0])
+    wide = render(rows)
+    assert max(map(len, wide.splitlines())) > 300
+    assert fit(rows, max(map(len, wide.splitlines()))) == wide  # fits: one column per run
+    assert fit(rows, 80, columns=True) == wide  # --columns
+    text = fit(rows, 80)
+    lines = text.splitlines()
+    assert max(map(len, lines)) <= 80
+    blocks = text.split("\n\n")
+    assert len(blocks) >= 2 and all(block.splitlines()[0].startswith("run ") for block in blocks)
+    assert lines[2].startswith("* r00 (r00r00r0")
+    assert sum(line.startswith("r24 (r24r24r2") for line in lines) == len(blocks)
+    # every cell is still there
+    assert all(f"{1000 + i:,}" in text for i in range(25)) and "sut.max_batch_size" in text

@@ -27,6 +27,9 @@ endpoints:
         assert main([f"conf={conf}", f"out={tmp_path / 'out'}", "tracking=mlflow"]) == 1
     shown = capsys.readouterr().out
     assert "slow" in shown and "down: cannot connect" in shown
+    header = next(line for line in shown.splitlines() if line.startswith("endpoint"))
+    assert header.split() == ["endpoint", "TTFT", "p50", "p90", "p99", "tok/s", "p50", "p90", "p99", "e2e", "p50",
+                              "p90", "p99", "tokens", "errors"]
     rows = {r["name"]: r for r in json.loads((tmp_path / "out" / "providers.json").read_text())["endpoints"]}
     slow_row = rows["slow"]
     assert 40 <= slow_row["ttft_ms"]["p50"] < 60  # the role chunk at 0 ms is not the first token
