@@ -265,8 +265,10 @@ def run_benchmark(config: HarnessConfig, output_dir: Path, display: Display | No
 
     loadgen_errors = perf.loadgen_errors if perf else 0
     if perf is not None:
-        log.info("LoadGen's verdict: %s%s", "VALID" if perf.valid else "INVALID",
-                 "; ".join([""] + list(perf.invalid_reasons)))
+        # LoadGen's own words ("... * Run unsuccessful. ... * Run successful.") are for the record
+        # (results.json extra.loadgen_reasons, the detail log); the summary prints the verdict's reasons.
+        log.debug("LoadGen's verdict: %s%s", "VALID" if perf.valid else "INVALID",
+                  "; ".join([""] + list(perf.invalid_reasons)))
     verdict = judge(detail=perf_detail, ttft=perf.ttft_ms if perf else None, tpot=perf.tpot_ms if perf else None,
                     latency=perf.latency_ms if perf else None,
                     samples_per_second=perf.samples_per_second if perf else None,
@@ -302,6 +304,7 @@ def run_benchmark(config: HarnessConfig, output_dir: Path, display: Display | No
         accuracy=accuracy,
         harness_version=__version__,
         extra={"accuracy_log_samples": accuracy_samples, "samples_issued": issued,
+               **({"loadgen_reasons": list(perf.invalid_reasons)} if perf and perf.invalid_reasons else {}),
                **({"compliance": compliance_tests} if compliance_tests else {}),
                **({"sut_stats": sut_stats} if sut_stats else {}), **({"model": model} if model else {}),
                **({"inputs_cut": inputs_cut} if inputs_cut else {})},
