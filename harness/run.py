@@ -22,6 +22,7 @@ from harness.config import HarnessConfig, to_dict
 from harness.datasets import Dataset, load_dataset
 from harness.datasets.prompts import build_samples
 from harness.errors import AccuracyError, ConfigError, OutputError, ResultError, SUTError
+from harness.loadgen import schedule
 from harness.loadgen import settings as lg_settings
 from harness.loadgen.logs import DetailLog, PerformanceResult, parse_detail_log, performance_result
 from harness.loadgen.process import run_in_process
@@ -181,6 +182,9 @@ def run_benchmark(config: HarnessConfig, output_dir: Path) -> RunResult:
     user_conf = output_dir / USER_CONF
     user_conf.write_text(lg_settings.render_user_conf(config, len(dataset)))
     model_key = lg_settings.model_key(config)
+    plan = Plan.for_config(config)
+    if "performance" in plan.tests:  # LoadGen builds the whole schedule up front: bound it first
+        schedule.check(config, user_conf, model_key, len(dataset))
 
     perf: PerformanceResult | None = None
     perf_detail: DetailLog | None = None
@@ -191,7 +195,7 @@ def run_benchmark(config: HarnessConfig, output_dir: Path) -> RunResult:
     compliance_tests: dict[str, dict] = {}
     sut_stats: dict[str, dict] = {}
     model: dict | None = None
-    for test in Plan.for_config(config).tests:
+    for test in plan.tests:
         test_dir = output_dir / test
         test_dir.mkdir(exist_ok=True)
         if test == COMPLIANCE_TEST:
