@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from harness.config import CONF_DIR, quote_null_sut, register_scenarios
+from harness.config import CONF_DIR, quote_null_sut, register_resolvers, register_scenarios
 from harness.errors import HarnessError
 from harness.results import RunResult, round_table
 from harness.tracking import JobInfo, TrackingSession
@@ -38,6 +38,14 @@ def _job_info() -> JobInfo:
                    job_num=hc.job.num if multirun else None, argv=("harness", *sys.argv[1:]))
 
 
+def hydra_files() -> tuple[str, ...]:
+    """What Hydra writes into the job's directory before the job starts: ``.hydra/`` and the job log."""
+    from hydra.core.hydra_config import HydraConfig
+
+    hc = HydraConfig.get()
+    return tuple(name for name in (hc.output_subdir, f"{hc.job.name}.log") if name)
+
+
 def _job(cfg) -> None:
     """One Hydra job: a complete benchmark run in Hydra's run directory, tracked when asked."""
     from omegaconf import OmegaConf
@@ -46,11 +54,13 @@ def _job(cfg) -> None:
     from harness.config import load_config
     from harness.redact import Redactor
     from harness.results import summary
+    from harness.run import claim_output_dir
 
     job = _job_info()
     try:
         raw = OmegaConf.to_container(cfg, resolve=True)
         config = load_config(raw)
+        claim_output_dir(job.output_dir, config.run.overwrite, hydra_files())
         redactor = Redactor.collect(raw)
         env = environment.capture(job.overrides, redactor)
         environment.write(job.output_dir, env)
@@ -119,6 +129,7 @@ def run_hydra(config_name: str, job) -> None:
         sys.exit(2)
     sys.argv[1:] = argv
     register_scenarios()
+    register_resolvers()
     hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)(job)()
 
 

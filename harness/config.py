@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import secrets
 import types
 import typing
 from collections.abc import Mapping
@@ -275,6 +276,8 @@ class RunOptions:
     # Compliance TEST06 after a submission run's accuracy test (LLMs with token latencies):
     # null = only with benchmark.official=true, true = every submission run, false = never.
     compliance: bool | None = None
+    # A run directory an earlier run wrote into is refused; true clears it first (harness.run.claim_output_dir).
+    overwrite: bool = False
 
 
 @dataclass(frozen=True)
@@ -290,6 +293,19 @@ class HarnessConfig:
     run: RunOptions = RunOptions()
     mode: Mode = "submission"
     fail_on_invalid: bool = False
+
+
+# Random per process, so runs (and rounds) started in the same second never share a directory:
+# the default hydra.run.dir / hydra.sweep.dir end with ``${run_suffix:}`` (6 hex digits).
+RUN_SUFFIX = secrets.token_hex(3)
+
+
+def register_resolvers() -> None:
+    """OmegaConf resolvers the Hydra configs use: ``${run_suffix:}``."""
+    from omegaconf import OmegaConf
+
+    if not OmegaConf.has_resolver("run_suffix"):
+        OmegaConf.register_new_resolver("run_suffix", lambda: RUN_SUFFIX)
 
 
 def register_scenarios() -> None:

@@ -11,6 +11,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
+import shutil
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -79,6 +82,50 @@ def prepare_output_dir(output_dir: Path) -> Path:
     except OSError as exc:
         raise OutputError(f"output directory {output_dir} is not writable: {exc.strerror or exc}") from exc
     return output_dir
+
+
+# Written by every harness run (harness-peak's search too) before anything else: a directory
+# holding it is a run directory, which run.overwrite=true may clear. Anything else is never deleted.
+RUN_MARKERS = ("environment.json", "results.json", "config.json")
+
+
+def claim_output_dir(output_dir: Path, overwrite: bool, hydra_files: Collection[str] = ()) -> None:
+    """Refuse a run directory an earlier run left files in, or with ``overwrite`` clear it first.
+
+    A run must never share or inherit a directory: a reused one would mix the earlier run's
+    ``accuracy/`` or ``TEST06/`` with this run's results (and harness-audit would judge them).
+    ``hydra_files`` are the names Hydra wrote for this very job before it started (``.hydra/``,
+    the job log): they do not count, but the job log, which Hydra appends to, is emptied when the
+    directory is cleared. Only a directory a harness run wrote (:data:`RUN_MARKERS`) is cleared,
+    so a mistyped ``hydra.run.dir=~`` cannot delete a home directory.
+    """
+    try:
+        leftovers = sorted(p for p in output_dir.iterdir() if p.name not in hydra_files)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise OutputError(f"run directory {output_dir} cannot be read: {exc.strerror or exc}") from exc
+    if not leftovers:
+        return
+    names = ", ".join(p.name for p in leftovers[:4]) + (", ..." if len(leftovers) > 4 else "")
+    if not overwrite:
+        raise OutputError(f"run directory {output_dir} already holds an earlier run's files ({names}): choose "
+                          "another hydra.run.dir, or set run.overwrite=true to clear it first")
+    if not any((output_dir / marker).exists() for marker in RUN_MARKERS):
+        raise OutputError(f"run directory {output_dir} holds files no harness run wrote ({names}); "
+                          "run.overwrite=true clears only earlier runs' directories: choose another hydra.run.dir")
+    try:
+        for path in leftovers:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        for name in hydra_files:
+            if (output_dir / name).is_file():
+                os.truncate(output_dir / name, 0)  # the earlier run's log lines
+    except OSError as exc:
+        raise OutputError(f"run directory {output_dir} cannot be cleared: {exc.strerror or exc}") from exc
+    log.warning("run.overwrite=true: cleared %s (%s)", output_dir, names)
 
 
 def check_official(config: HarnessConfig, dataset: Dataset) -> None:

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.cli import run_hydra, tracked_run
+from harness.cli import hydra_files, run_hydra, tracked_run
 from harness.config import HarnessConfig, LatencyLimits, to_dict
 from harness.errors import HarnessError, ResultError
 from harness.peak import report
@@ -111,6 +111,7 @@ def _job(cfg) -> None:
     from harness import environment
     from harness.loadgen.settings import latency_limits
     from harness.peak.settings import load
+    from harness.run import claim_output_dir
 
     hc = HydraConfig.get()
     search_dir = Path(hc.runtime.output_dir).absolute()
@@ -118,6 +119,7 @@ def _job(cfg) -> None:
     try:
         raw = OmegaConf.to_container(cfg, resolve=True)
         config, settings = load(raw)
+        claim_output_dir(search_dir, config.run.overwrite, hydra_files())
         limits = latency_limits(config)
         redactor = Redactor.collect(raw)
         env = _with_rerun(environment.capture(overrides, redactor), "harness-peak", list(overrides), redactor)
