@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
 from harness.config import CONF_DIR, quote_null_sut, register_resolvers, register_scenarios
-from harness.errors import HarnessError
+from harness.errors import HarnessError, Interrupted
 from harness.results import RunResult, round_table
 from harness.tracking import JobInfo, TrackingSession
 
@@ -74,8 +75,12 @@ def _job(cfg) -> None:
         sys.stdout.write(summary(result) + "\n")
         sys.stdout.flush()
 
-    _, error = tracked_run(_tracking, config, job, env, redactor, fail_on_invalid=config.fail_on_invalid,
-                           on_result=show)
+    try:
+        _, error = tracked_run(_tracking, config, job, env, redactor, fail_on_invalid=config.fail_on_invalid,
+                               on_result=show)
+    except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM: main() reports it
+        exc.add_note(f"partial results kept in {job.output_dir}")
+        raise
     if error is not None:
         sys.stderr.write(f"error: {error}\n")
     _exit_codes.append(error.exit_code if error is not None else 0)
@@ -102,7 +107,9 @@ def tracked_run(tracking: TrackingSession, config, job: JobInfo, env, redactor, 
         error = exc
     except BaseException as exc:
         try:
-            tracking.finish(tracked, result, exc)
+            status = tracking.finish(tracked, result, exc)
+            if status is not None and isinstance(exc, KeyboardInterrupt):
+                exc.add_note(f"MLflow run {tracked.run_id} marked {status}")
         except HarnessError:
             pass
         raise
@@ -113,12 +120,18 @@ def tracked_run(tracking: TrackingSession, config, job: JobInfo, env, redactor, 
     return result, error
 
 
-def run_hydra(config_name: str, job) -> None:
+def _stop(signum: int, frame) -> None:
+    raise Interrupted(signum)
+
+
+def run_hydra(config_name: str, job) -> KeyboardInterrupt | None:
     """Run ``job`` as a Hydra app on ``conf/<config_name>.yaml`` with the command line's overrides.
 
     Before Hydra starts: ``sut=null`` is quoted (YAML would read it as nothing), an unwritable
-    run directory exits 2 with one line (Hydra would fail with a traceback), and the
-    ``scenarios/`` folder is registered as the ``scenario`` group.
+    run directory exits 2 with one line (Hydra would fail with a traceback), the
+    ``scenarios/`` folder is registered as the ``scenario`` group, and SIGTERM is made to act
+    like Ctrl-C (:class:`Interrupted`). Returns the interruption that stopped the jobs, if one
+    did, for the caller to close its round and report it with :func:`interrupted_line`.
     """
     import hydra
 
@@ -130,7 +143,22 @@ def run_hydra(config_name: str, job) -> None:
     sys.argv[1:] = argv
     register_scenarios()
     register_resolvers()
-    hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)(job)()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _stop)
+    try:
+        hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)(job)()
+    except KeyboardInterrupt as exc:
+        return exc
+    return None
+
+
+def interrupted_line(exc: KeyboardInterrupt, parents: list[str] = ()) -> tuple[str, int]:
+    """The one line an interrupted command prints, and its exit code (128 + the signal's number)."""
+    name = "Ctrl-C (SIGINT)" if not isinstance(exc, Interrupted) or exc.signum == signal.SIGINT else str(exc)
+    what = [*getattr(exc, "__notes__", ()), *(f"the round's MLflow run {p} marked KILLED" for p in parents)]
+    code = exc.exit_code if isinstance(exc, Interrupted) else 128 + signal.SIGINT
+    return f"interrupted by {name}: the run was stopped and its test process ended" + "".join(
+        f"; {w}" for w in what), code
 
 
 def _unwritable_output_dir(argv: list[str]) -> str | None:
@@ -153,15 +181,21 @@ def _unwritable_output_dir(argv: list[str]) -> str | None:
 
 def main() -> None:
     """``harness``: run a benchmark (``-m`` for a round of runs)."""
-    run_hydra("config", _job)
+    stopped = run_hydra("config", _job)
     table = round_table(_results) if _results else None
     if len(_results) > 1:
         sys.stdout.write(table + "\n")
+    parents: list[str] = []
     try:
-        _tracking.end_rounds(table, failed=any(_exit_codes))
+        parents = _tracking.end_rounds(table, failed=any(_exit_codes) or stopped is not None,
+                                       killed=stopped is not None)
     except HarnessError as exc:
         sys.stderr.write(f"error: {exc}\n")
         _exit_codes.append(exc.exit_code)
+    if stopped is not None:
+        line, code = interrupted_line(stopped, parents)
+        sys.stderr.write(f"error: {line}\n")
+        sys.exit(code)
     sys.exit(max(_exit_codes, default=0))
 
 

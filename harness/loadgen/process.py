@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import pickle
+import signal
+import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -23,9 +26,28 @@ from harness.errors import SUTError
 log = logging.getLogger(__name__)
 
 LOG_FORMAT = "[%(asctime)s][%(levelname)s] %(message)s"
+STOP_GRACE_S = 5.0  # an interrupted run's test process gets this long to end after SIGTERM
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_parent() -> None:
+    """Linux: the kernel sends this process SIGTERM when its parent dies, however it dies (even
+    SIGKILL), so a test process (holding a model, a GPU) never outlives the run that started it."""
+    if sys.platform != "linux":
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() == 1:  # the parent died before the request was in place
+            os.kill(os.getpid(), signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
 
 
 def _child(conn, log_file: str, level: int, fn: Callable[..., Any], args: tuple) -> None:
+    _die_with_parent()
     logging.basicConfig(level=level, format=LOG_FORMAT)
     file_handler = logging.FileHandler(log_file)
     file_handler.setFormatter(logging.Formatter(LOG_FORMAT))
@@ -48,13 +70,22 @@ def run_in_process(fn: Callable[..., Any], *args: Any, log_file: Path) -> Any:
 
     ``fn`` must be a module-level function and its arguments picklable. The child's log goes
     to stderr and to ``log_file``. A child that dies without answering (crash, OOM kill)
-    raises SUTError with its exit code.
+    raises SUTError with its exit code. When the wait is interrupted (Ctrl-C, SIGTERM: the
+    CLI raises :class:`harness.errors.Interrupted`) the child is ended before the exception
+    goes on, and the child ends by itself if this process dies.
     """
     ctx = multiprocessing.get_context("spawn")
     recv, send = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_child, args=(send, str(log_file), logging.getLogger().getEffectiveLevel(), fn, args),
                        name="harness-test")
-    proc.start()
+    # The child starts with SIGINT blocked (the mask is inherited): Ctrl-C at a terminal reaches
+    # the whole process group, and the parent alone decides, ending the child below. Unblocking
+    # delivers a Ctrl-C that came during the start.
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        proc.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
     send.close()
     try:
         try:
@@ -65,9 +96,19 @@ def run_in_process(fn: Callable[..., Any], *args: Any, log_file: Path) -> Any:
                            f"(crash or out of memory?); see {log_file}") from None
         proc.join()
     finally:
-        if proc.is_alive():
-            proc.terminate()
-            proc.join(5)
+        end(proc)
     if status == "error":
         raise payload
     return payload
+
+
+def end(proc: Any, grace_s: float = STOP_GRACE_S) -> None:
+    """Stop a test process that is still running (the run was interrupted): SIGTERM, then SIGKILL."""
+    if not proc.is_alive():
+        return
+    proc.terminate()
+    proc.join(grace_s)
+    if proc.is_alive():
+        log.warning("the test process (pid %d) ignored SIGTERM for %g s: killing it", proc.pid, grace_s)
+        proc.kill()
+        proc.join(grace_s)

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.cli import hydra_files, run_hydra, tracked_run
+from harness.cli import hydra_files, interrupted_line, run_hydra, tracked_run
 from harness.config import HarnessConfig, LatencyLimits, to_dict
 from harness.errors import HarnessError, ResultError
 from harness.peak import report
@@ -184,8 +184,13 @@ def _finish(outcome: Outcome, config: HarnessConfig, settings: PeakConfig, limit
         error = ResultError(outcome.message)  # no VALID rate: INVALID everywhere, or not confirmed
     code = error.exit_code if isinstance(error, HarnessError) else (1 if error is not None else 0)
     try:
-        _tracking.end_rounds(None, failed=error is not None, metrics=report.metrics(outcome),
-                             files=tuple(files), tags={"peak_status": outcome.status})
+        parents = _tracking.end_rounds(None, failed=error is not None, metrics=report.metrics(outcome),
+                                       files=tuple(files), tags={"peak_status": outcome.status},
+                                       killed=isinstance(error, KeyboardInterrupt))
+        if isinstance(error, KeyboardInterrupt):  # main() prints it with the interruption's line
+            error.add_note(f"peak.json kept in {search_dir}")
+            for parent in parents:
+                error.add_note(f"the search's MLflow run {parent} marked KILLED")
     except HarnessError as exc:  # tracking.required=true and the store failed
         sys.stderr.write(f"error: {exc}\n")
         code = max(code, exc.exit_code)
@@ -196,7 +201,11 @@ def _finish(outcome: Outcome, config: HarnessConfig, settings: PeakConfig, limit
 
 def main() -> None:
     """``harness-peak``: search the highest VALID Server / Interactive target QPS."""
-    run_hydra("peak", _job)
+    stopped = run_hydra("peak", _job)
+    if stopped is not None:
+        line, code = interrupted_line(stopped)
+        sys.stderr.write(f"error: {line}\n")
+        sys.exit(code)
     sys.exit(max(_exit_codes, default=0))
 
 
