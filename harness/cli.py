@@ -53,26 +53,28 @@ def _job(cfg) -> None:
 
     from harness import environment
     from harness.config import load_config
-    from harness.redact import Redactor
+    from harness.redact import Redactor, mask_logs
     from harness.results import summary
     from harness.run import claim_output_dir
 
     job = _job_info()
+    redactor = Redactor.collect()
     try:
         raw = OmegaConf.to_container(cfg, resolve=True)
+        redactor = Redactor.collect(raw)
+        mask_logs(redactor)
         config = load_config(raw)
         claim_output_dir(job.output_dir, config.run.overwrite, hydra_files())
-        redactor = Redactor.collect(raw)
         env = environment.capture(job.overrides, redactor)
         environment.write(job.output_dir, env)
     except HarnessError as exc:
-        sys.stderr.write(f"error: {exc}\n")
+        sys.stderr.write(f"error: {redactor.text(str(exc))}\n")
         _exit_codes.append(exc.exit_code)
         return
 
     def show(result) -> None:
         _results.append(result)
-        sys.stdout.write(summary(result) + "\n")
+        sys.stdout.write(redactor.text(summary(result)) + "\n")
         sys.stdout.flush()
 
     try:
@@ -82,7 +84,7 @@ def _job(cfg) -> None:
         exc.add_note(f"partial results kept in {job.output_dir}")
         raise
     if error is not None:
-        sys.stderr.write(f"error: {error}\n")
+        sys.stderr.write(f"error: {redactor.text(str(error))}\n")
     _exit_codes.append(error.exit_code if error is not None else 0)
 
 
@@ -135,16 +137,19 @@ def run_hydra(config_name: str, job) -> KeyboardInterrupt | None:
     """
     import hydra
 
+    from harness.redact import Redactor, mask_logs
+
     argv = quote_null_sut(sys.argv[1:])
     problem = _unwritable_output_dir(argv)
     if problem:
-        sys.stderr.write(f"error: output directory not writable: {problem}\n")
+        sys.stderr.write(f"error: output directory not writable: {Redactor.collect().text(problem)}\n")
         sys.exit(2)
     sys.argv[1:] = argv
     register_scenarios()
     register_resolvers()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _stop)
+    mask_logs(Redactor.collect())  # Hydra's own lines too (it logs a round's overrides); jobs add their config's
     try:
         hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)(job)()
     except KeyboardInterrupt as exc:

@@ -224,8 +224,9 @@ def run_benchmark(config: HarnessConfig, output_dir: Path) -> RunResult:
     samples = build_samples(config.benchmark, dataset)  # template errors surface before LoadGen starts
     check_sut(config.sut, sut_context(config, samples))  # e.g. a wrong sut.model_path, in one line, now
     limits = lg_settings.latency_limits(config)
-    plain = to_dict(config)  # secrets (sut.api_key, values of HF_TOKEN-like variables) masked
-    (output_dir / CONFIG_FILE).write_text(json.dumps(Redactor.collect(plain).data(plain), indent=2) + "\n")
+    plain = to_dict(config)
+    redactor = Redactor.collect(plain)  # sut.api_key, the variable sut.api_key_env names, HF_TOKEN-like ones
+    (output_dir / CONFIG_FILE).write_text(json.dumps(redactor.data(plain), indent=2) + "\n")
     user_conf = output_dir / USER_CONF
     user_conf.write_text(lg_settings.render_user_conf(config, len(dataset)))
     model_key = lg_settings.model_key(config)
@@ -248,14 +249,14 @@ def run_benchmark(config: HarnessConfig, output_dir: Path) -> RunResult:
         if test == COMPLIANCE_TEST:
             (test_dir / AUDIT_CONF).write_text(lg_settings.TEST06_AUDIT_CONF)
         outcome = run_in_process(run_one_test, config, dataset, test, test_dir, user_conf, model_key,
-                                 log_file=test_dir / TEST_LOG)
+                                 log_file=test_dir / TEST_LOG, redactor=redactor)
         stats = outcome.stats
         errors += stats.errors
         issued[test] = stats.issued
         if outcome.sut_stats is not None:
             sut_stats[test] = outcome.sut_stats
         model = model or outcome.model
-        messages += [f"{test}: {m}" for m in stats.error_messages]
+        messages += [redactor.text(f"{test}: {m}") for m in stats.error_messages]  # servers echo keys in errors
         if test == "performance":
             perf_detail, perf_outcome = parse_detail_log(test_dir / DETAIL_LOG), outcome
             perf = performance_result(perf_detail)

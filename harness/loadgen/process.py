@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import SUTError
+from harness.redact import Redactor, mask_logs
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +47,9 @@ def _die_with_parent() -> None:
         pass
 
 
-def _child(conn, log_file: str, level: int, fn: Callable[..., Any], args: tuple) -> None:
+def _child(conn, log_file: str, level: int, fn: Callable[..., Any], args: tuple, redactor: Redactor) -> None:
     _die_with_parent()
+    mask_logs(redactor)
     logging.basicConfig(level=level, format=LOG_FORMAT)
     file_handler = logging.FileHandler(log_file)
     file_handler.setFormatter(logging.Formatter(LOG_FORMAT))
@@ -65,19 +67,20 @@ def _child(conn, log_file: str, level: int, fn: Callable[..., Any], args: tuple)
     conn.close()
 
 
-def run_in_process(fn: Callable[..., Any], *args: Any, log_file: Path) -> Any:
+def run_in_process(fn: Callable[..., Any], *args: Any, log_file: Path, redactor: Redactor | None = None) -> Any:
     """Call ``fn(*args)`` in a spawned process and return its result or raise its exception.
 
     ``fn`` must be a module-level function and its arguments picklable. The child's log goes
-    to stderr and to ``log_file``. A child that dies without answering (crash, OOM kill)
+    to stderr and to ``log_file``, secrets masked by ``redactor`` (default: secret-named
+    environment variables and the shapes :class:`Redactor` knows). A child that dies without answering (crash, OOM kill)
     raises SUTError with its exit code. When the wait is interrupted (Ctrl-C, SIGTERM: the
     CLI raises :class:`harness.errors.Interrupted`) the child is ended before the exception
     goes on, and the child ends by itself if this process dies.
     """
     ctx = multiprocessing.get_context("spawn")
     recv, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(send, str(log_file), logging.getLogger().getEffectiveLevel(), fn, args),
-                       name="harness-test")
+    proc = ctx.Process(target=_child, args=(send, str(log_file), logging.getLogger().getEffectiveLevel(), fn, args,
+                                            redactor or Redactor.collect()), name="harness-test")
     # The child starts with SIGINT blocked (the mask is inherited): Ctrl-C at a terminal reaches
     # the whole process group, and the parent alone decides, ending the child below. Unblocking
     # delivers a Ctrl-C that came during the start.

@@ -24,7 +24,7 @@ from harness.errors import HarnessError, ResultError
 from harness.peak import report
 from harness.peak.search import Outcome, Probe, Search, Step, failed_outcome, probe_from
 from harness.peak.settings import PeakConfig, confirm_config, probe_config, probe_overrides, start_rate
-from harness.redact import Redactor
+from harness.redact import Redactor, mask_logs
 from harness.tracking import JobInfo, TrackingSession
 
 # Exit codes of the searches of this process (one per job with -m).
@@ -116,16 +116,18 @@ def _job(cfg) -> None:
     hc = HydraConfig.get()
     search_dir = Path(hc.runtime.output_dir).absolute()
     overrides = tuple(hc.overrides.task)
+    redactor = Redactor.collect()
     try:
         raw = OmegaConf.to_container(cfg, resolve=True)
+        redactor = Redactor.collect(raw)
+        mask_logs(redactor)
         config, settings = load(raw)
         claim_output_dir(search_dir, config.run.overwrite, hydra_files())
         limits = latency_limits(config)
-        redactor = Redactor.collect(raw)
         env = _with_rerun(environment.capture(overrides, redactor), "harness-peak", list(overrides), redactor)
         environment.write(search_dir, env)
     except HarnessError as exc:
-        sys.stderr.write(f"error: {exc}\n")
+        sys.stderr.write(f"error: {redactor.text(str(exc))}\n")
         _exit_codes.append(exc.exit_code)
         return
 
@@ -140,7 +142,7 @@ def _job(cfg) -> None:
         parent = _tracking.start_group(config, search_dir, f"peak {'/'.join(search_dir.parts[-2:])}", tags, env,
                                        redactor, params)
     except HarnessError as exc:  # tracking.required=true and the store cannot be reached
-        sys.stderr.write(f"error: {exc}\n")
+        sys.stderr.write(f"error: {redactor.text(str(exc))}\n")
         _exit_codes.append(exc.exit_code)
         return
     sys.stdout.write(f"peak search: {config.scenario.name} · sut={config.sut.name} · start {start:g} QPS in "
@@ -168,6 +170,7 @@ def _finish(outcome: Outcome, config: HarnessConfig, settings: PeakConfig, limit
             search_dir: Path, started: float, error: BaseException | None) -> None:
     """Write peak.json, peak.png and the table; close the parent run; record the exit code."""
     seconds = time.monotonic() - started
+    redactor = Redactor.collect(to_dict(config))
     data = report.to_json(outcome, config, settings, limits, search_dir, seconds)
     files = [report.write_json(search_dir / report.PEAK_JSON, data)]
     title = (f"peak search: {config.scenario.name} · {config.benchmark.model_key} · sut={config.sut.name} · "
@@ -175,7 +178,7 @@ def _finish(outcome: Outcome, config: HarnessConfig, settings: PeakConfig, limit
     png = report.plot(search_dir / report.PEAK_PNG, outcome, limits, title)
     if png is not None:
         files.append(png)
-    text = report.table(outcome, config, limits, search_dir, seconds)
+    text = redactor.text(report.table(outcome, config, limits, search_dir, seconds))
     (search_dir / report.PEAK_TABLE).write_text(text + "\n", encoding="utf-8")
     files.append(search_dir / report.PEAK_TABLE)
     sys.stdout.write(text + "\n")
@@ -195,7 +198,7 @@ def _finish(outcome: Outcome, config: HarnessConfig, settings: PeakConfig, limit
         sys.stderr.write(f"error: {exc}\n")
         code = max(code, exc.exit_code)
     if isinstance(error, HarnessError):
-        sys.stderr.write(f"error: {error}\n")
+        sys.stderr.write(f"error: {redactor.text(str(error))}\n")
     _exit_codes.append(code)
 
 
