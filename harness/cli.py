@@ -53,6 +53,7 @@ def _job(cfg) -> None:
 
     from harness import environment
     from harness.config import load_config
+    from harness.disk import quiet_full_disk_logging
     from harness.redact import Redactor, mask_logs
     from harness.results import summary
     from harness.run import claim_output_dir
@@ -63,6 +64,7 @@ def _job(cfg) -> None:
         raw = OmegaConf.to_container(cfg, resolve=True)
         redactor = Redactor.collect(raw)
         mask_logs(redactor)
+        quiet_full_disk_logging()  # Hydra's job log: a full disk is reported once, below
         config = load_config(raw)
         claim_output_dir(job.output_dir, config.run.overwrite, hydra_files())
         env = environment.capture(job.overrides, redactor)

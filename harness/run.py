@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness import __version__, roofline
+from harness import __version__, disk, roofline
 from harness.accuracy import decode_accuracy_log, read_accuracy_log
 from harness.accuracy.compliance import ComplianceResult, verify_accuracy_log
 from harness.config import HarnessConfig, to_dict
@@ -80,7 +80,10 @@ def prepare_output_dir(output_dir: Path) -> Path:
         probe.write_text("ok")
         probe.unlink()
     except OSError as exc:
+        if disk.is_full(exc):
+            raise disk.no_space(output_dir, f"writing a file failed ({exc.strerror})") from exc
         raise OutputError(f"output directory {output_dir} is not writable: {exc.strerror or exc}") from exc
+    disk.check_space(output_dir)
     return output_dir
 
 
@@ -217,8 +220,17 @@ def score_accuracy(config: HarnessConfig, dataset: Dataset, test_dir: Path,
 
 
 def run_benchmark(config: HarnessConfig, output_dir: Path) -> RunResult:
-    """Run the configured benchmark and write its results into ``output_dir``."""
-    output_dir = prepare_output_dir(Path(output_dir))
+    """Run the configured benchmark and write its results into ``output_dir``.
+
+    A full disk, wherever it shows (an OSError here or in the test process, or LoadGen's logs
+    cut short), ends the run with one OutputError naming the directory (harness/disk.py).
+    """
+    with disk.full_disk_as_error(Path(output_dir)):
+        return _run_benchmark(config, Path(output_dir))
+
+
+def _run_benchmark(config: HarnessConfig, output_dir: Path) -> RunResult:
+    output_dir = prepare_output_dir(output_dir)
     dataset = load_dataset(config.dataset)
     check_official(config, dataset)
     samples = build_samples(config.benchmark, dataset)  # template errors surface before LoadGen starts
@@ -248,8 +260,14 @@ def run_benchmark(config: HarnessConfig, output_dir: Path) -> RunResult:
         test_dir.mkdir(exist_ok=True)
         if test == COMPLIANCE_TEST:
             (test_dir / AUDIT_CONF).write_text(lg_settings.TEST06_AUDIT_CONF)
-        outcome = run_in_process(run_one_test, config, dataset, test, test_dir, user_conf, model_key,
-                                 log_file=test_dir / TEST_LOG, redactor=redactor)
+        logs = "LoadGen's logs"
+        try:
+            outcome = run_in_process(run_one_test, config, dataset, test, test_dir, user_conf, model_key,
+                                     log_file=test_dir / TEST_LOG, redactor=redactor)
+        except AccuracyError:  # the test process reads the accuracy log: cut short by a full disk, or corrupt
+            disk.check_written(test_dir, logs)
+            raise
+        disk.check_written(test_dir, logs)  # LoadGen's log streams fail silently when the disk is full
         stats = outcome.stats
         errors += stats.errors
         issued[test] = stats.issued

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from harness.disk import quiet_full_disk_logging
 from harness.errors import SUTError
 from harness.redact import Redactor, mask_logs
 
@@ -54,6 +55,7 @@ def _child(conn, log_file: str, level: int, fn: Callable[..., Any], args: tuple,
     file_handler = logging.FileHandler(log_file)
     file_handler.setFormatter(logging.Formatter(LOG_FORMAT))
     logging.getLogger().addHandler(file_handler)
+    quiet_full_disk_logging()
     try:
         outcome: tuple[str, Any] = ("ok", fn(*args))
     except BaseException as exc:  # everything must reach the parent
