@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.errors import AccuracyError, HarnessError
+from harness.errors import AccuracyError, HarnessError, TrackingError
 
 log = logging.getLogger("harness.audit")
 
@@ -66,7 +66,10 @@ def resolve_run_dir(run: str, tracking_uri: str | None) -> Path:
         from harness.tracking import download_run_dir
     except ImportError as exc:
         raise AccuracyError(f"{run} is not a directory, and MLflow run ids need the tracking module") from exc
-    return download_run_dir(run, tracking_uri)
+    try:
+        return download_run_dir(run, tracking_uri)
+    except TrackingError as exc:  # a store that is down or lacks the run: the input cannot be read (exit 2)
+        raise AccuracyError(str(exc)) from exc
 
 
 def audit_run(run_dir: Path, *, dataset_path: str | None = None, target: float | None = None,

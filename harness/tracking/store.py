@@ -292,14 +292,19 @@ def download_run_dir(run_id: str, tracking_uri: str | None = None, dest: Path | 
     ``tracking_uri`` defaults to the harness's store (``MLFLOW_TRACKING_URI`` or
     ``sqlite:///runs/mlflow.db``); ``dest`` to a new temporary directory. Returns the directory
     holding ``results.json``, ``config.json``, ``performance/``, ``accuracy/``, ... Raises
-    TrackingError when the store or run cannot be read.
+    TrackingError when the store or run cannot be read, removing the temporary directory.
     """
     uri = resolve_uri(tracking_uri or default_uri())
-    dest = Path(dest) if dest is not None else Path(tempfile.mkdtemp(prefix=f"harness-run-{run_id[:8]}-"))
-    dest.mkdir(parents=True, exist_ok=True)
-    mlflow_client = client(uri)
+    db = sqlite_path(uri)
+    if db is not None and not db.is_file():  # reading must not create an empty store
+        raise TrackingError(f"cannot download the artifacts of run {run_id}: no MLflow store at {db}")
+    temporary = dest is None
+    dest = Path(tempfile.mkdtemp(prefix=f"harness-run-{run_id[:8]}-")) if dest is None else Path(dest)
     try:
-        local = mlflow_client.download_artifacts(run_id, "", str(dest))
+        dest.mkdir(parents=True, exist_ok=True)
+        local = client(uri).download_artifacts(run_id, "", str(dest))
     except Exception as exc:
+        if temporary:  # nothing was downloaded: leave nothing behind
+            shutil.rmtree(dest, ignore_errors=True)
         raise TrackingError(f"cannot download the artifacts of run {run_id} from {shown(uri)} ({short(exc)})") from exc
     return Path(local)
