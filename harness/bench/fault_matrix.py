@@ -216,9 +216,10 @@ def together(n: int, *args: str) -> Callable[[Path], Outcome]:
 
 def reused_dir(cell_dir: Path) -> Outcome:
     first = harness(cell_dir, *FAST_ECHO, f"hydra.run.dir={cell_dir}/run", tracked=False)
-    second = harness(cell_dir, *FAST_ECHO, "mode=performance", f"hydra.run.dir={cell_dir}/run")
-    second.stdout, second.stderr = first.stdout + second.stdout, first.stderr + second.stderr
-    return second
+    if first.exit != "0":
+        first.note = f"the first run failed: {_saw(first)}"
+        return first
+    return harness(cell_dir, *FAST_ECHO, "mode=performance", f"hydra.run.dir={cell_dir}/run")
 
 
 def dead_store(cell_dir: Path) -> Outcome:
@@ -296,7 +297,9 @@ def _saw(outcome: Outcome) -> str:
         return outcome.note
     if "Traceback" in outcome.stderr:
         return "TRACEBACK: " + (outcome.stderr.strip().splitlines() or [""])[-1]
-    verdicts = [line.strip() for line in outcome.stdout.splitlines() if line.strip().startswith("result ")]
+    verdicts = [line.split()[1].rstrip(":") for line in outcome.stdout.splitlines()
+                if line.strip().startswith("result ")]  # VALID or INVALID, the reasons are in results.json
+    verdicts = [f"result {v}" for v in verdicts]
     return "; ".join([*dict.fromkeys(verdicts), *filter(None, [_first_error(outcome.stderr)])]) or "(nothing)"
 
 
