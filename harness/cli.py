@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 
 from harness.config import CONF_DIR, quote_null_sut, register_resolvers, register_scenarios
@@ -149,8 +150,9 @@ def run_hydra(config_name: str, job) -> KeyboardInterrupt | None:
     sys.argv[1:] = argv
     register_scenarios()
     register_resolvers()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, _stop)
+    if threading.current_thread() is threading.main_thread():  # signal handlers can only be set there
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, _stop)
     mask_logs(Redactor.collect())  # Hydra's own lines too (it logs a round's overrides); jobs add their config's
     try:
         hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)(job)()

@@ -260,14 +260,13 @@ def _run_benchmark(config: HarnessConfig, output_dir: Path) -> RunResult:
         test_dir.mkdir(exist_ok=True)
         if test == COMPLIANCE_TEST:
             (test_dir / AUDIT_CONF).write_text(lg_settings.TEST06_AUDIT_CONF)
-        logs = "LoadGen's logs"
         try:
             outcome = run_in_process(run_one_test, config, dataset, test, test_dir, user_conf, model_key,
                                      log_file=test_dir / TEST_LOG, redactor=redactor)
         except AccuracyError:  # the test process reads the accuracy log: cut short by a full disk, or corrupt
-            disk.check_written(test_dir, logs)
+            disk.check_written(test_dir, "LoadGen's logs")
             raise
-        disk.check_written(test_dir, logs)  # LoadGen's log streams fail silently when the disk is full
+        disk.check_written(test_dir, "LoadGen's logs")  # its log streams fail silently on a full disk
         stats = outcome.stats
         errors += stats.errors
         issued[test] = stats.issued

@@ -74,10 +74,10 @@ def run_in_process(fn: Callable[..., Any], *args: Any, log_file: Path, redactor:
 
     ``fn`` must be a module-level function and its arguments picklable. The child's log goes
     to stderr and to ``log_file``, secrets masked by ``redactor`` (default: secret-named
-    environment variables and the shapes :class:`Redactor` knows). A child that dies without answering (crash, OOM kill)
-    raises SUTError with its exit code. When the wait is interrupted (Ctrl-C, SIGTERM: the
-    CLI raises :class:`harness.errors.Interrupted`) the child is ended before the exception
-    goes on, and the child ends by itself if this process dies.
+    environment variables and the shapes :class:`Redactor` knows). A child that dies without
+    answering (crash, OOM kill) raises SUTError with its exit code. When the wait is
+    interrupted (Ctrl-C, SIGTERM: the CLI raises :class:`harness.errors.Interrupted`) the child
+    is ended before the exception goes on, and the child ends by itself if this process dies.
     """
     ctx = multiprocessing.get_context("spawn")
     recv, send = ctx.Pipe(duplex=False)
