@@ -241,7 +241,7 @@ def audit_dead_store(cell_dir: Path) -> Outcome:
                           env={**_env(), "TMPDIR": str(temp)}, timeout=CELL_TIMEOUT_S)
     left = [p.name for p in temp.iterdir()]
     return Outcome(str(proc.returncode), time.monotonic() - started, proc.stdout, proc.stderr,
-                   note=f"{_first_error(proc.stderr)} | temporary directories left: {len(left)}")
+                   note=f"{len(left)} temporary directories left; {_first_error(proc.stderr)}")
 
 
 CELLS = (
