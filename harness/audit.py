@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.errors import AccuracyError, HarnessError
+from harness.errors import AccuracyError, HarnessError, TrackingError
 
 log = logging.getLogger("harness.audit")
 
@@ -65,7 +65,10 @@ def resolve_run_dir(run: str, tracking_uri: str | None) -> Path:
         return path
     if path.exists() or not looks_like_run_id(run):
         raise AccuracyError(f"run directory not found: {path}")
-    return download_run_dir(run, tracking_uri)  # any unique prefix of the id
+    try:
+        return download_run_dir(run, tracking_uri)  # any unique prefix of the id
+    except TrackingError as exc:  # a store that is down or lacks the run: the input cannot be read (exit 2)
+        raise AccuracyError(str(exc)) from exc
 
 
 def audit_run(run_dir: Path, *, dataset_path: str | None = None, target: float | None = None,

@@ -11,12 +11,14 @@ import contextlib
 import logging
 import math
 import os
+import signal
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from harness.config import CONF_DIR, hydra_error_message, quote_null_sut, register_scenarios
-from harness.errors import HarnessError
+from harness.config import CONF_DIR, hydra_error_message, quote_null_sut, register_resolvers, register_scenarios
+from harness.errors import HarnessError, Interrupted
 from harness.progress import Display
 from harness.results import RunResult, round_table
 from harness.tracking import JobInfo, TrackingSession
@@ -42,41 +44,59 @@ def _job_info() -> JobInfo:
                    job_num=hc.job.num if multirun else None, argv=("harness", *sys.argv[1:]))
 
 
+def hydra_files() -> tuple[str, ...]:
+    """What Hydra writes into the job's directory before the job starts: ``.hydra/`` and the job log."""
+    from hydra.core.hydra_config import HydraConfig
+
+    hc = HydraConfig.get()
+    return tuple(name for name in (hc.output_subdir, f"{hc.job.name}.log") if name)
+
+
 def _job(cfg) -> None:
     """One Hydra job: a complete benchmark run in Hydra's run directory, tracked when asked."""
     from omegaconf import OmegaConf
 
     from harness import environment
     from harness.config import load_config
-    from harness.redact import Redactor
+    from harness.disk import quiet_full_disk_logging
+    from harness.redact import Redactor, mask_logs
     from harness.results import summary
+    from harness.run import claim_output_dir
 
     job = _job_info()
+    redactor = Redactor.collect()
     try:
         raw = OmegaConf.to_container(cfg, resolve=True)
-        config = load_config(raw)
         redactor = Redactor.collect(raw)
+        mask_logs(redactor)
+        quiet_full_disk_logging()  # Hydra's job log: a full disk is reported once, below
+        config = load_config(raw)
+        claim_output_dir(job.output_dir, config.run.overwrite, hydra_files())
         env = environment.capture(job.overrides, redactor)
         environment.write(job.output_dir, env)
     except HarnessError as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        log_to_file(str(exc))
+        sys.stderr.write(f"error: {redactor.text(str(exc))}\n")
+        log_to_file(redactor.text(str(exc)))
         _exit_codes.append(exc.exit_code)
         return
 
     def show(result) -> None:
         _results.append(result)
-        text = summary(result)
+        text = redactor.text(summary(result))
         sys.stdout.write(text + "\n")
         sys.stdout.flush()
         log_to_file(text, logging.INFO)
 
     display = Display(enabled=config.run.progress, label=_job_label(job))
-    _, error = tracked_run(_tracking, config, job, env, redactor, fail_on_invalid=config.fail_on_invalid,
-                           on_result=show, display=display)
+    try:
+        _, error = tracked_run(_tracking, config, job, env, redactor, fail_on_invalid=config.fail_on_invalid,
+                               on_result=show, display=display)
+    except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM: main() reports it
+        exc.add_note(f"partial results kept in {job.output_dir}")
+        raise
     if error is not None:
-        sys.stderr.write(f"error: {error}\n")
-        log_to_file(str(error))
+        sys.stderr.write(f"error: {redactor.text(str(error))}\n")
+        log_to_file(redactor.text(str(error)))
     _exit_codes.append(error.exit_code if error is not None else 0)
 
 
@@ -121,7 +141,9 @@ def tracked_run(tracking: TrackingSession, config, job: JobInfo, env, redactor, 
         error = exc
     except BaseException as exc:
         try:
-            tracking.finish(tracked, result, exc)
+            status = tracking.finish(tracked, result, exc)
+            if status is not None and isinstance(exc, KeyboardInterrupt):
+                exc.add_note(f"MLflow run {tracked.run_id} marked {status}")
         except HarnessError:
             pass
         raise
@@ -132,24 +154,41 @@ def tracked_run(tracking: TrackingSession, config, job: JobInfo, env, redactor, 
     return result, error
 
 
-def run_hydra(config_name: str, job) -> None:
+def _stop(signum: int, frame) -> None:
+    raise Interrupted(signum)
+
+
+def run_hydra(config_name: str, job) -> KeyboardInterrupt | None:
     """Run ``job`` as a Hydra app on ``conf/<config_name>.yaml`` with the command line's overrides.
 
     Before Hydra starts: ``sut=null`` is quoted (YAML would read it as nothing), an unwritable
-    run directory exits 2 with one line (Hydra would fail with a traceback), and the
-    ``scenarios/`` folder is registered as the ``scenario`` group.
+    run directory exits 2 with one line (Hydra would fail with a traceback), the
+    ``scenarios/`` folder is registered as the ``scenario`` group, and SIGTERM is made to act
+    like Ctrl-C (:class:`Interrupted`). Returns the interruption that stopped the jobs, if one
+    did, for the caller to close its round and report it with :func:`interrupted_line`.
     """
     import hydra
+
+    from harness.redact import Redactor, mask_logs
 
     argv = quote_null_sut(sys.argv[1:])
     problem = _unwritable_output_dir(argv)
     if problem:
-        sys.stderr.write(f"error: output directory not writable: {problem}\n")
+        sys.stderr.write(f"error: output directory not writable: {Redactor.collect().text(problem)}\n")
         sys.exit(2)
     sys.argv[1:] = argv
     register_scenarios()
-    with _hydra_errors_exit_2():
-        hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)(job)()
+    register_resolvers()
+    if threading.current_thread() is threading.main_thread():  # signal handlers can only be set there
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, _stop)
+    mask_logs(Redactor.collect())  # Hydra's own lines too (it logs a round's overrides); jobs add their config's
+    try:
+        with _hydra_errors_exit_2():
+            hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)(job)()
+    except KeyboardInterrupt as exc:
+        return exc
+    return None
 
 
 @contextlib.contextmanager
@@ -185,6 +224,15 @@ def log_to_file(text: str, level: int = logging.ERROR) -> None:
             handler.handle(record)
 
 
+def interrupted_line(exc: KeyboardInterrupt, parents: list[str] = ()) -> tuple[str, int]:
+    """The one line an interrupted command prints, and its exit code (128 + the signal's number)."""
+    name = "Ctrl-C (SIGINT)" if not isinstance(exc, Interrupted) or exc.signum == signal.SIGINT else str(exc)
+    what = [*getattr(exc, "__notes__", ()), *(f"the round's MLflow run {p} marked KILLED" for p in parents)]
+    code = exc.exit_code if isinstance(exc, Interrupted) else 128 + signal.SIGINT
+    return f"interrupted by {name}: the run was stopped and its test process ended" + "".join(
+        f"; {w}" for w in what), code
+
+
 def _unwritable_output_dir(argv: list[str]) -> str | None:
     """Why the run directory named on the command line cannot be created, if it cannot.
 
@@ -205,15 +253,21 @@ def _unwritable_output_dir(argv: list[str]) -> str | None:
 
 def main() -> None:
     """``harness``: run a benchmark (``-m`` for a round of runs)."""
-    run_hydra("config", _job)
+    stopped = run_hydra("config", _job)
     table = round_table(_results) if _results else None
     if len(_results) > 1:
         sys.stdout.write(table + "\n")
+    parents: list[str] = []
     try:
-        _tracking.end_rounds(table, failed=any(_exit_codes))
+        parents = _tracking.end_rounds(table, failed=any(_exit_codes) or stopped is not None,
+                                       killed=stopped is not None)
     except HarnessError as exc:
         sys.stderr.write(f"error: {exc}\n")
         _exit_codes.append(exc.exit_code)
+    if stopped is not None:
+        line, code = interrupted_line(stopped, parents)
+        sys.stderr.write(f"error: {line}\n")
+        sys.exit(code)
     sys.exit(max(_exit_codes, default=0))
 
 

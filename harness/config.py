@@ -9,7 +9,9 @@ names the full key (``sut.ttft_ms``), which is how a typo fails at startup.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
+import secrets
 import types
 import typing
 from collections.abc import Mapping
@@ -22,6 +24,45 @@ from harness.errors import ConfigError
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONF_DIR = REPO_ROOT / "conf"
 SCENARIOS_DIR = REPO_ROOT / "scenarios"
+
+RANGE = "range"  # dataclass field metadata key: the Range a numeric value must lie in
+
+
+@dataclass(frozen=True)
+class Range:
+    """The interval a numeric config value must lie in; ``None`` leaves that end open.
+
+    Attached to a dataclass field with :func:`bounded` and checked by the strict conversion
+    (:func:`build_dataclass`), so every dataclass built from config (SUT params included) gets it.
+    """
+
+    gt: float | None = None
+    ge: float | None = None
+    lt: float | None = None
+    le: float | None = None
+    note: str = ""  # why, when the bound is not obvious
+
+    def __contains__(self, value: float) -> bool:
+        return ((self.gt is None or value > self.gt) and (self.ge is None or value >= self.ge)
+                and (self.lt is None or value < self.lt) and (self.le is None or value <= self.le))
+
+    def __str__(self) -> str:
+        low = ("(", self.gt) if self.gt is not None else ("[", self.ge) if self.ge is not None else None
+        high = (")", self.lt) if self.lt is not None else ("]", self.le) if self.le is not None else None
+        if low and high:
+            return f"lie in {low[0]}{low[1]:g}, {high[1]:g}{high[0]}"
+        if low:
+            return f"be {'>' if low[0] == '(' else '>='} {low[1]:g}"
+        if high:
+            return f"be {'<' if high[0] == ')' else '<='} {high[1]:g}"
+        return "be a number"
+
+
+def bounded(default: Any = dataclasses.MISSING, **bounds: Any) -> Any:
+    """A dataclass field whose value (each element, for a tuple) must lie in ``Range(**bounds)``;
+    ``None`` (where the type allows it) is not checked."""
+    return field(default=default, metadata={RANGE: Range(**bounds)})
+
 
 Mode = Literal["performance", "accuracy", "submission"]
 LoadGenScenario = Literal["Offline", "Server", "SingleStream"]
@@ -39,16 +80,16 @@ class ScenarioConfig:
     loadgen_scenario: LoadGenScenario
     # Server: Poisson arrival rate; Offline: expected QPS, which sizes the single query
     # (max(min_query_count, 1.1 x min_duration x target_qps) samples).
-    target_qps: float = 10.0
-    min_duration_s: float = 2.0
-    min_query_count: int = 1
+    target_qps: float = bounded(10.0, gt=0)
+    min_duration_s: float = bounded(2.0, ge=0)
+    min_query_count: int = bounded(1, ge=1)
     # Which of the benchmark's token-latency limits apply: "server", "interactive" or none.
     latency_limits: str | None = None
     # SingleStream only: LoadGen's initial latency guess, used to size its query schedule.
-    expected_latency_ms: float | None = None
+    expected_latency_ms: float | None = bounded(None, ge=1, note="user.conf's target_latency is whole ms")
     # Quick-mode overrides of the benchmark's TTFT/TPOT p99 limits (ms); null keeps them.
-    ttft_ms: float | None = None
-    tpot_ms: float | None = None
+    ttft_ms: float | None = bounded(None, ge=1, note="user.conf's latency limits are whole ms")
+    tpot_ms: float | None = bounded(None, ge=1, note="user.conf's latency limits are whole ms")
 
     @property
     def streaming(self) -> bool:
@@ -60,8 +101,8 @@ class ScenarioConfig:
 class LatencyLimits:
     """p99 token-latency limits in milliseconds (MLPerf Server / Interactive)."""
 
-    ttft_ms: float
-    tpot_ms: float
+    ttft_ms: float = bounded(gt=0)
+    tpot_ms: float = bounded(gt=0)
 
 
 @dataclass(frozen=True)
@@ -74,10 +115,10 @@ class LengthGuard:
     """
 
     metric: Literal["gen_len", "tokens_per_sample"]
-    reference: float
-    min_ratio: float = 0.9
-    max_ratio: float | None = 1.1
-    max_reference: float | None = None
+    reference: float = bounded(gt=0)
+    min_ratio: float = bounded(0.9, ge=0)
+    max_ratio: float | None = bounded(1.1, gt=0)
+    max_reference: float | None = bounded(None, gt=0)
 
 
 @dataclass(frozen=True)
@@ -89,22 +130,22 @@ class ModelConfig:
     summed over all layers); see docs/ROOFLINE.md.
     """
 
-    parameters: float  # all weights, e.g. 8.03e9
-    layers: int
-    kv_heads: int
-    head_dim: int
-    attention_heads: int | None = None  # null: kv_heads (multi-head attention)
-    hidden_size: int | None = None
-    vocab_size: int | None = None
+    parameters: float = bounded(gt=0)  # all weights, e.g. 8.03e9
+    layers: int = bounded(ge=1)
+    kv_heads: int = bounded(ge=1)
+    head_dim: int = bounded(ge=1)
+    attention_heads: int | None = bounded(None, ge=1)  # null: kv_heads (multi-head attention)
+    hidden_size: int | None = bounded(None, ge=1)
+    vocab_size: int | None = bounded(None, ge=1)
     tie_word_embeddings: bool = False
     # How the served weights are stored: float32 | bfloat16 | float16 | fp8 | int8 | int4; bytes_per_param
     # overrides it (mixed quantisation). kv_dtype: the KV cache's, null = dtype.
     dtype: str = "bfloat16"
-    bytes_per_param: float | None = None
+    bytes_per_param: float | None = bounded(None, gt=0)
     kv_dtype: str | None = None
-    experts: int | None = None
-    experts_per_token: int | None = None
-    expert_parameters: float | None = None
+    experts: int | None = bounded(None, ge=1)
+    experts_per_token: int | None = bounded(None, ge=1)
+    expert_parameters: float | None = bounded(None, gt=0)
 
 
 @dataclass(frozen=True)
@@ -114,20 +155,20 @@ class BenchmarkConfig:
     name: str
     model_key: str  # mlperf.conf key, e.g. llama3_1-8b
     submission_name: str  # folder name in a submission tree, e.g. llama3.1-8b
-    max_new_tokens: int = 128
+    max_new_tokens: int = bounded(128, ge=1)
     official: bool = False
     # ``{input}`` is the record's input; ``{system}`` (optional) its system prompt rendered
     # through ``system_template``, or "" when the record has none (Llama 2 chat).
     prompt_template: str = "{input}"
     system_template: str = "{system}"
     # Inputs are cut (token-wise, with the SUT's tokenizer) so the whole prompt fits; null = no limit.
-    max_input_tokens: int | None = None
+    max_input_tokens: int | None = bounded(None, ge=1)
     # Sample count mlperf.conf expects; official runs must use the full dataset.
-    official_sample_count: int | None = None
+    official_sample_count: int | None = bounded(None, ge=1)
     latency: dict[str, LatencyLimits] = field(default_factory=dict)
     # Reference scores (e.g. rouge1: 38.7792) and the fraction of them a run must reach.
     accuracy_reference: dict[str, float | None] = field(default_factory=dict)  # null: no target
-    accuracy_target: float = 0.99
+    accuracy_target: float = bounded(0.99, gt=0, le=1)
     # Or take the reference scores from an earlier run (its directory or results.json), e.g.
     # the fp32 run of the same model; accuracy_target then applies to those.
     accuracy_reference_run: str | None = None
@@ -157,8 +198,8 @@ class DatasetConfig:
     templated: bool | None = None
     # Keep only records whose fields equal these values, e.g. {dataset: OpenOrca} for Mixtral.
     where: dict[str, Any] = field(default_factory=dict)
-    n_samples: int | None = None
-    seed: int = 0
+    n_samples: int | None = bounded(None, ge=1)
+    seed: int = bounded(0, ge=0)
 
 
 @dataclass(frozen=True)
@@ -192,10 +233,10 @@ class SystemConfig:
     system_type: Literal["datacenter", "edge", "datacenter,edge"] | None = None
     system_type_detail: str | None = None
     framework: str | None = None
-    number_of_nodes: int = 1
+    number_of_nodes: int = bounded(1, ge=1)
     host_processor_model_name: str | None = None
-    host_processors_per_node: int | None = None
-    host_processor_core_count: int | None = None  # cores per processor
+    host_processors_per_node: int | None = bounded(None, ge=1)
+    host_processor_core_count: int | None = bounded(None, ge=1)  # cores per processor
     host_processor_frequency: str | None = None
     host_processor_caches: str | None = None
     host_processor_interconnect: str | None = None
@@ -207,7 +248,7 @@ class SystemConfig:
     host_networking_topology: str | None = None
     host_network_card_count: int | str | None = None
     accelerator_model_name: str | None = None
-    accelerators_per_node: int | None = None
+    accelerators_per_node: int | None = bounded(None, ge=0)
     accelerator_frequency: str | None = None
     accelerator_host_interconnect: str | None = None
     accelerator_interconnect: str | None = None
@@ -222,8 +263,8 @@ class SystemConfig:
     sw_notes: str | None = None
     # Roofline peaks per accelerator (decimal GB/s; dense TFLOP/s at the model's precision); null:
     # the table of known accelerators in harness/hardware.py, or on CPU a measured probe.
-    peak_memory_bandwidth_gbs: float | None = None
-    peak_tflops: float | None = None
+    peak_memory_bandwidth_gbs: float | None = bounded(None, gt=0)
+    peak_tflops: float | None = bounded(None, gt=0)
 
 
 @dataclass(frozen=True)
@@ -242,8 +283,8 @@ class TrackingConfig:
     # Artifact root of a new experiment in a local store; null: beside the SQLite file.
     artifact_location: str | None = None
     # Per HTTP request to a tracking server (s) and retries, so a dead server cannot hang a run.
-    timeout_s: int = 5
-    retries: int = 1
+    timeout_s: int = bounded(5, ge=1)
+    retries: int = bounded(1, ge=0)
 
 
 @dataclass(frozen=True)
@@ -251,21 +292,23 @@ class RunOptions:
     """How the bridge guards the run against a misbehaving SUT."""
 
     # A sample not completed within this many seconds is completed as an error.
-    sample_timeout_s: float = 60.0
+    sample_timeout_s: float = bounded(60.0, gt=0)
     # After this many failed samples the bridge stops calling the SUT and fails the rest fast.
-    max_errors: int = 10
+    max_errors: int = bounded(10, ge=1)
     # Chrome trace of every query: large, so off unless asked for.
     enable_trace: bool = False
     # Worker threads calling SUT.generate in Offline; null = the SUT's own concurrency.
-    workers: int | None = None
+    workers: int | None = bounded(None, ge=1)
     # Compliance TEST06 after a submission run's accuracy test (LLMs with token latencies):
     # null = only with benchmark.official=true, true = every submission run, false = never.
     compliance: bool | None = None
     # Server/Interactive: a LoadGen-VALID run whose completions kept pace with less than this
     # fraction of its arrivals is BEHIND, not VALID (harness.verdict.falling_behind); null: LoadGen alone.
-    min_completed_ratio: float | None = 0.95
+    min_completed_ratio: float | None = bounded(0.95, gt=0, le=1)
     # Live progress on stdout (harness.progress): a live line on a terminal, plain lines otherwise.
     progress: bool = True
+    # A run directory an earlier run wrote into is refused; true clears it first (harness.run.claim_output_dir).
+    overwrite: bool = False
 
 
 @dataclass(frozen=True)
@@ -281,6 +324,19 @@ class HarnessConfig:
     run: RunOptions = RunOptions()
     mode: Mode = "submission"
     fail_on_invalid: bool = False
+
+
+# Random per process, so runs (and rounds) started in the same second never share a directory:
+# the default hydra.run.dir / hydra.sweep.dir end with ``${run_suffix:}`` (6 hex digits).
+RUN_SUFFIX = secrets.token_hex(3)
+
+
+def register_resolvers() -> None:
+    """OmegaConf resolvers the Hydra configs use: ``${run_suffix:}``."""
+    from omegaconf import OmegaConf
+
+    if not OmegaConf.has_resolver("run_suffix"):
+        OmegaConf.register_new_resolver("run_suffix", lambda: RUN_SUFFIX)
 
 
 def register_scenarios() -> None:
@@ -390,7 +446,18 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
                 raise ConfigError(f"missing required config key '{key}'")
             continue
         values[name] = _convert(hints[name], raw[name], key)
+        if RANGE in f.metadata:
+            _check_range(f.metadata[RANGE], values[name], key)
     return cls(**values)
+
+
+def _check_range(bounds: Range, value: Any, key: str) -> None:
+    if isinstance(value, (tuple, list)):
+        for i, v in enumerate(value):
+            _check_range(bounds, v, f"{key}[{i}]")
+    elif isinstance(value, (int, float)) and not isinstance(value, bool) and value not in bounds:
+        why = f" ({bounds.note})" if bounds.note else ""
+        raise ConfigError(f"config key '{key}' must {bounds}{why}, got {value:g}")
 
 
 def _convert(tp: Any, value: Any, key: str) -> Any:
@@ -434,6 +501,8 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
     if tp in (int, float):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"config key '{key}': expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"config key '{key}': expected a finite number, got {value!r}")
         if tp is int and not float(value).is_integer():
             raise ConfigError(f"config key '{key}': expected an integer, got {value!r}")
         return tp(value)

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from harness import __version__, machine
+from harness import __version__, disk, machine
 from harness.config import REPO_ROOT
 from harness.errors import OutputError
 from harness.redact import Redactor
@@ -82,6 +82,8 @@ def write(output_dir: Path, env: dict[str, Any]) -> Path:
     try:
         path.write_text(json.dumps(env, indent=2) + "\n", encoding="utf-8")
     except OSError as exc:
+        if disk.is_full(exc):
+            raise disk.no_space(Path(output_dir), f"writing {ENV_FILE} failed ({exc.strerror})") from exc
         raise OutputError(f"output directory {output_dir} is not writable: {exc.strerror or exc}") from exc
     return path
 

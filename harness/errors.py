@@ -6,6 +6,8 @@ non-zero exit and no traceback; everything else is a bug and keeps its traceback
 
 from __future__ import annotations
 
+import signal
+
 
 class HarnessError(Exception):
     """Base of every error the harness reports to the user without a traceback."""
@@ -53,3 +55,20 @@ class RunIdError(HarnessError):
 
 class SubmissionError(HarnessError):
     """A run cannot go into a submission tree, or a tree cannot be written or read."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """A stop signal arrived: SIGTERM (what ``timeout``, Slurm and Kubernetes send) or Ctrl-C.
+
+    Raised in the main thread by the CLI's signal handlers, so both take Ctrl-C's path: the test
+    process is ended, the MLflow run is closed KILLED, and what the run directory holds is kept.
+    The exit code is the shell's for the signal (128 + its number: 143 for SIGTERM, 130 for SIGINT).
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum

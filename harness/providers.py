@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.config import TrackingConfig, build_dataclass
+from harness.config import TrackingConfig, bounded, build_dataclass
 from harness.errors import ConfigError, HarnessError
 
 log = logging.getLogger("harness.providers")
@@ -53,11 +53,11 @@ class EndpointConfig:
 class ProvidersConfig:
     endpoints: list[EndpointConfig]
     prompt: str | None = None
-    prompt_words: int = 200  # used when prompt is null: a fixed, deterministic filler text
-    max_tokens: int = 128
-    repetitions: int = 5
+    prompt_words: int = bounded(200, ge=1)  # used when prompt is null: a fixed, deterministic filler text
+    max_tokens: int = bounded(128, ge=1)
+    repetitions: int = bounded(5, ge=1)
     ignore_eos: bool = True
-    timeout_s: float = 60.0
+    timeout_s: float = bounded(60.0, gt=0)
     out: str = "runs/providers"
     tracking: TrackingConfig = TrackingConfig()
 
@@ -204,8 +204,6 @@ def load(argv: Sequence[str]) -> ProvidersConfig:
     config = build_dataclass(ProvidersConfig, raw, "")
     if not config.endpoints:
         raise ConfigError(f"conf={path}: 'endpoints' lists no endpoint")
-    if config.repetitions < 1 or config.max_tokens < 1:
-        raise ConfigError("repetitions and max_tokens must be at least 1")
     return config
 
 

@@ -3,14 +3,19 @@
 A value is secret when its key names a credential (``api_key``, ``hf_token``, ``password``,
 ``client_secret``, ...) or when it equals the value of an environment variable with such a name
 (so ``${oc.env:HF_TOKEN}`` under any key is caught too). Everything the harness records outside
-the process (MLflow params, tags and artifacts, ``config.json``, ``environment.json``) passes
-through a :class:`Redactor`.
+the process (MLflow params, tags and artifacts, ``config.json``, ``environment.json``,
+``results.json``, ``peak.json``, the summary and ``error:`` lines) passes through a
+:class:`Redactor`, and so does every log record (:func:`mask_logs`). Text is also scrubbed of URL
+passwords, ``secret_key=value`` assignments, Authorization values and the shapes of known API
+keys, which catches a key a server echoes back in an error body.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import traceback
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +34,12 @@ MIN_SCRUB_LEN = 6
 
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _ASSIGNMENT = re.compile(r"(?P<key>[A-Za-z_][\w.\-]*)(?P<sep>=)(?P<value>[^\s,'\"\]}]+)")
-_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][\w+.\-]*://[^/\s:@]+:)(?P<password>[^@\s/]+)@")
+# scheme://user:password@host, also as Hydra writes overrides of a round (http\://user\:password@host).
+_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][\w+.\-]*\\?://[^/\s:@\\]+\\?:)(?P<password>[^@\s/]+)@")
+# Credentials a server may echo that the harness never saw (a key from another source, a
+# server's own config): an Authorization value, and the shapes of OpenAI / Hugging Face keys.
+_AUTH_VALUE = re.compile(r"(?i)\b(?P<scheme>bearer|basic)(?P<sep>\s+)[\w.~+/=\-]{8,}")
+_KEY_SHAPES = re.compile(r"\b(?:sk-[\w\-]{16,}|hf_[A-Za-z0-9]{30,})")
 
 
 def is_secret_key(key: str) -> bool:
@@ -94,7 +104,9 @@ class Redactor:
         for value in sorted(self.values, key=len, reverse=True):  # longest first: no partial leftovers
             text = text.replace(value, REDACTED)
         text = _ASSIGNMENT.sub(lambda m: f"{m['key']}{m['sep']}{REDACTED}" if is_secret_key(m["key"]) else m[0], text)
-        return _URL_PASSWORD.sub(lambda m: f"{m['head']}{REDACTED}@", text)
+        text = _URL_PASSWORD.sub(lambda m: f"{m['head']}{REDACTED}@", text)
+        text = _AUTH_VALUE.sub(lambda m: f"{m['scheme']}{m['sep']}{REDACTED}", text)
+        return _KEY_SHAPES.sub(REDACTED, text)
 
     def data(self, data: Any) -> Any:
         """A copy of nested mappings/lists with secret-keyed values masked and strings scrubbed."""
@@ -118,3 +130,40 @@ class Redactor:
 
     def argv(self, argv: Iterable[str]) -> list[str]:
         return [self.text(a) for a in argv]
+
+
+_log_redactor: Redactor | None = None
+
+
+def mask_logs(redactor: Redactor) -> None:
+    """Mask secrets in every log record this process makes from now on, whatever logger and handler
+    (Hydra's console and job log, ``harness_test.log``): the records are masked when created.
+
+    Called again, it switches to the new redactor (each job of a round has its own config)."""
+    global _log_redactor
+    _log_redactor = redactor
+    factory = logging.getLogRecordFactory()
+    if getattr(factory, "harness_masking", False):
+        return
+
+    def masked(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = factory(*args, **kwargs)
+        if _log_redactor is not None:
+            _mask_record(record, _log_redactor)
+        return record
+
+    masked.harness_masking = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(masked)
+
+
+def _mask_record(record: logging.LogRecord, redactor: Redactor) -> None:
+    try:
+        message = record.getMessage()
+    except Exception:  # a bad format string: logging reports that itself
+        return
+    cleaned = redactor.text(message)
+    if cleaned != message:
+        record.msg, record.args = cleaned, None
+    if record.exc_info and record.exc_info[0] is not None and not record.exc_text:
+        trace = "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
+        record.exc_text = redactor.text(trace)  # what Formatter.formatException would write

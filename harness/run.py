@@ -11,18 +11,22 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
+import shutil
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness import __version__, roofline
+from harness import __version__, disk, roofline
 from harness.accuracy import decode_accuracy_log, read_accuracy_log
 from harness.accuracy.compliance import ComplianceResult, verify_accuracy_log
 from harness.config import HarnessConfig, to_dict
 from harness.datasets import Dataset, load_dataset
 from harness.datasets.prompts import build_samples, fit_samples, input_limit
 from harness.errors import AccuracyError, ConfigError, OutputError, ResultError, SUTError
+from harness.loadgen import schedule
 from harness.loadgen import settings as lg_settings
 from harness.loadgen.logs import DetailLog, PerformanceResult, parse_detail_log, performance_result
 from harness.loadgen.process import end_test_early, report_progress, run_in_process
@@ -79,8 +83,55 @@ def prepare_output_dir(output_dir: Path) -> Path:
         probe.write_text("ok")
         probe.unlink()
     except OSError as exc:
+        if disk.is_full(exc):
+            raise disk.no_space(output_dir, f"writing a file failed ({exc.strerror})") from exc
         raise OutputError(f"output directory {output_dir} is not writable: {exc.strerror or exc}") from exc
+    disk.check_space(output_dir)
     return output_dir
+
+
+# Written by every harness run (harness-peak's search too) before anything else: a directory
+# holding it is a run directory, which run.overwrite=true may clear. Anything else is never deleted.
+RUN_MARKERS = ("environment.json", "results.json", "config.json")
+
+
+def claim_output_dir(output_dir: Path, overwrite: bool, hydra_files: Collection[str] = ()) -> None:
+    """Refuse a run directory an earlier run left files in, or with ``overwrite`` clear it first.
+
+    A run must never share or inherit a directory: a reused one would mix the earlier run's
+    ``accuracy/`` or ``TEST06/`` with this run's results (and harness-audit would judge them).
+    ``hydra_files`` are the names Hydra wrote for this very job before it started (``.hydra/``,
+    the job log): they do not count, but the job log, which Hydra appends to, is emptied when the
+    directory is cleared. Only a directory a harness run wrote (:data:`RUN_MARKERS`) is cleared,
+    so a mistyped ``hydra.run.dir=~`` cannot delete a home directory.
+    """
+    try:
+        leftovers = sorted(p for p in output_dir.iterdir() if p.name not in hydra_files)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise OutputError(f"run directory {output_dir} cannot be read: {exc.strerror or exc}") from exc
+    if not leftovers:
+        return
+    names = ", ".join(p.name for p in leftovers[:4]) + (", ..." if len(leftovers) > 4 else "")
+    if not overwrite:
+        raise OutputError(f"run directory {output_dir} already holds an earlier run's files ({names}): choose "
+                          "another hydra.run.dir, or set run.overwrite=true to clear it first")
+    if not any((output_dir / marker).exists() for marker in RUN_MARKERS):
+        raise OutputError(f"run directory {output_dir} holds files no harness run wrote ({names}); "
+                          "run.overwrite=true clears only earlier runs' directories: choose another hydra.run.dir")
+    try:
+        for path in leftovers:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        for name in hydra_files:
+            if (output_dir / name).is_file():
+                os.truncate(output_dir / name, 0)  # the earlier run's log lines
+    except OSError as exc:
+        raise OutputError(f"run directory {output_dir} cannot be cleared: {exc.strerror or exc}") from exc
+    log.warning("run.overwrite=true: cleared %s (%s)", output_dir, names)
 
 
 def check_official(config: HarnessConfig, dataset: Dataset) -> None:
@@ -194,21 +245,31 @@ def run_benchmark(config: HarnessConfig, output_dir: Path, display: Display | No
     """Run the configured benchmark and write its results into ``output_dir``.
 
     ``display`` shows its progress (:mod:`harness.progress`); by default on stdout unless
-    ``run.progress=false``.
+    ``run.progress=false``. A full disk, wherever it shows (an OSError here or in the test process,
+    or LoadGen's logs cut short), ends the run with one OutputError naming the directory (harness/disk.py).
     """
     if display is None:
         display = Display(enabled=config.run.progress)
-    output_dir = prepare_output_dir(Path(output_dir))
+    with disk.full_disk_as_error(Path(output_dir)):
+        return _run_benchmark(config, Path(output_dir), display)
+
+
+def _run_benchmark(config: HarnessConfig, output_dir: Path, display: Display) -> RunResult:
+    output_dir = prepare_output_dir(output_dir)
     dataset = load_dataset(config.dataset)
     check_official(config, dataset)
     samples = build_samples(config.benchmark, dataset)  # template errors surface before LoadGen starts
     check_sut(config.sut, sut_context(config, samples))  # e.g. a wrong sut.model_path, in one line, now
     limits = lg_settings.latency_limits(config)
-    plain = to_dict(config)  # secrets (sut.api_key, values of HF_TOKEN-like variables) masked
-    (output_dir / CONFIG_FILE).write_text(json.dumps(Redactor.collect(plain).data(plain), indent=2) + "\n")
+    plain = to_dict(config)
+    redactor = Redactor.collect(plain)  # sut.api_key, the variable sut.api_key_env names, HF_TOKEN-like ones
+    (output_dir / CONFIG_FILE).write_text(json.dumps(redactor.data(plain), indent=2) + "\n")
     user_conf = output_dir / USER_CONF
     user_conf.write_text(lg_settings.render_user_conf(config, len(dataset)))
     model_key = lg_settings.model_key(config)
+    test_plan = Plan.for_config(config)
+    if "performance" in test_plan.tests:  # LoadGen builds the whole schedule up front: bound it first
+        schedule.check(config, user_conf, model_key, len(dataset))
 
     perf: PerformanceResult | None = None
     perf_detail: DetailLog | None = None
@@ -220,18 +281,22 @@ def run_benchmark(config: HarnessConfig, output_dir: Path, display: Display | No
     sut_stats: dict[str, dict] = {}
     model: dict | None = None
     inputs_cut: dict | None = None
-    tests = Plan.for_config(config).tests
-    display.line(plan(config, len(dataset), tests))
-    for test in tests:
+    display.line(plan(config, len(dataset), test_plan.tests))
+    for test in test_plan.tests:
         test_dir = output_dir / test
         test_dir.mkdir(exist_ok=True)
         if test == COMPLIANCE_TEST:
             (test_dir / AUDIT_CONF).write_text(lg_settings.TEST06_AUDIT_CONF)
         watch = display.test(test)
-        with display.logging_above():
-            outcome = run_in_process(run_one_test, config, dataset, test, test_dir, user_conf, model_key,
-                                     log_file=test_dir / TEST_LOG,
-                                     on_progress=watch.update if display.enabled else None)
+        try:
+            with display.logging_above():
+                outcome = run_in_process(run_one_test, config, dataset, test, test_dir, user_conf, model_key,
+                                         log_file=test_dir / TEST_LOG, redactor=redactor,
+                                         on_progress=watch.update if display.enabled else None)
+        except AccuracyError:  # the test process reads the accuracy log: cut short by a full disk, or corrupt
+            disk.check_written(test_dir, "LoadGen's logs")
+            raise
+        disk.check_written(test_dir, "LoadGen's logs")  # its log streams fail silently on a full disk
         stats = outcome.stats
         watch.done(stats.issued, stats.completed, stats.errors)
         errors += stats.errors
@@ -240,9 +305,9 @@ def run_benchmark(config: HarnessConfig, output_dir: Path, display: Display | No
             sut_stats[test] = outcome.sut_stats
         model = model or outcome.model
         inputs_cut = inputs_cut or outcome.inputs_cut
-        messages += [f"{test}: {m}" for m in stats.error_messages]
+        messages += [redactor.text(f"{test}: {m}") for m in stats.error_messages]  # servers echo keys in errors
         if stats.gave_up:
-            messages.append(f"{test}: the harness gave up on the SUT: {stats.gave_up}")
+            messages.append(redactor.text(f"{test}: the harness gave up on the SUT: {stats.gave_up}"))
         if test == "performance":
             perf_detail, perf_outcome = parse_detail_log(test_dir / DETAIL_LOG), outcome
             perf = performance_result(perf_detail)

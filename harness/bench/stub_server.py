@@ -4,7 +4,8 @@ For the HTTP client's tests and its fidelity benchmark. Every response streams `
 (``" t0 t1 ..."``, one token per chunk, ``token_ids`` included when asked): the first after
 ``--ttft-ms``, then one every ``--tpot-ms``, scheduled from the request's arrival (absolute
 deadlines, so the server's own lateness does not accumulate). Faults, on every ``--fault-every``-th
-request, in turn when several are given: ``500`` (HTTP 500), ``cut`` (the connection is
+request, in turn when several are given: ``500`` (HTTP 500), ``401`` (HTTP 401 whose message
+echoes the request's Authorization header, as many servers do), ``cut`` (the connection is
 dropped half-way), ``hang`` (a role chunk, then silence). ``--exit-after N`` kills the process
 after N requests. GET /stats returns
 each streamed request's arrival, first-chunk and last-chunk times (``time.perf_counter()``:
@@ -48,7 +49,7 @@ class Script:
     ttft_ms: float = 0.0
     tpot_ms: float = 0.0
     tokens: int = 16
-    faults: tuple[str, ...] = ()  # 500 | cut | hang, taken in turn by the faulty requests
+    faults: tuple[str, ...] = ()  # 500 | 401 | cut | hang, taken in turn by the faulty requests
     fault_every: int = 0
     exit_after: int = 0
     model: str = "stub"
@@ -162,6 +163,10 @@ class Connection(asyncio.Protocol):
         fault = s.faults[(n // s.fault_every - 1) % len(s.faults)] if faulty else None
         if fault == "500":
             self._json(r, 500, {"error": {"message": "injected failure"}})
+            return
+        if fault == "401":  # echoes the credentials it got, as many servers do
+            auth = r.headers.get("authorization", "(none)")
+            self._json(r, 401, {"error": {"message": f"Incorrect API key provided: {auth}"}})
             return
         tokens = min(int(body.get("max_tokens") or s.tokens), s.tokens)
         stream = Stream(self, r, body, n, chat, tokens, fault)
@@ -365,13 +370,13 @@ def main() -> None:
     p.add_argument("--ttft-ms", type=float, default=0.0)
     p.add_argument("--tpot-ms", type=float, default=0.0)
     p.add_argument("--tokens", type=int, default=16)
-    p.add_argument("--fault", default="", help="comma-separated: 500, cut, hang (taken in turn)")
+    p.add_argument("--fault", default="", help="comma-separated: 500, 401, cut, hang (taken in turn)")
     p.add_argument("--fault-every", type=int, default=0)
     p.add_argument("--exit-after", type=int, default=0)
     a = p.parse_args()
     faults = tuple(f for f in a.fault.split(",") if f)
-    if set(faults) - {"500", "cut", "hang"}:
-        p.error(f"--fault: unknown fault in {a.fault!r} (known: 500, cut, hang)")
+    if set(faults) - {"500", "401", "cut", "hang"}:
+        p.error(f"--fault: unknown fault in {a.fault!r} (known: 500, 401, cut, hang)")
     script = Script(a.ttft_ms, a.tpot_ms, a.tokens, faults, a.fault_every, a.exit_after)
     try:
         asyncio.run(_serve(Stub(script), "127.0.0.1", a.port))

@@ -14,17 +14,23 @@ import logging
 import multiprocessing
 import os
 import pickle
+import signal
+import sys
 import threading
 import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from harness.disk import quiet_full_disk_logging
 from harness.errors import SUTError
+from harness.redact import Redactor, mask_logs
 
 log = logging.getLogger(__name__)
 
 LOG_FORMAT = "[%(asctime)s][%(levelname)s] %(message)s"
+STOP_GRACE_S = 5.0  # an interrupted run's test process gets this long to end after SIGTERM
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 # The pipe to the parent, in a test process only (see end_test_early).
 _parent_conn = None
@@ -32,6 +38,22 @@ _send_lock = threading.Lock()
 _progress = False  # the parent renders progress: send it snapshots and the log (report_progress)
 MAX_FORWARDED_RECORDS = 200  # log records of one test process shown by the parent; the rest stay in its log file
 TICK_S = 1.0  # the parent's progress callback hears at least this often (None: no news)
+
+
+def _die_with_parent() -> None:
+    """Linux: the kernel sends this process SIGTERM when its parent dies, however it dies (even
+    SIGKILL), so a test process (holding a model, a GPU) never outlives the run that started it."""
+    if sys.platform != "linux":
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() == 1:  # the parent died before the request was in place
+            os.kill(os.getpid(), signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
 
 
 def report_progress(message: Any) -> None:
@@ -89,9 +111,12 @@ def end_test_early(result: Any) -> None:
             os._exit(0)
 
 
-def _child(conn, log_file: str, level: int, fn: Callable[..., Any], args: tuple, progress: bool = False) -> None:
+def _child(conn, log_file: str, level: int, fn: Callable[..., Any], args: tuple, redactor: Redactor,
+           progress: bool = False) -> None:
     global _parent_conn, _progress
     _parent_conn, _progress = conn, progress
+    _die_with_parent()
+    mask_logs(redactor)
     if progress:
         logging.getLogger().setLevel(level)
         logging.getLogger().addHandler(_ForwardHandler())
@@ -100,6 +125,7 @@ def _child(conn, log_file: str, level: int, fn: Callable[..., Any], args: tuple,
     file_handler = logging.FileHandler(log_file)
     file_handler.setFormatter(logging.Formatter(LOG_FORMAT))
     logging.getLogger().addHandler(file_handler)
+    quiet_full_disk_logging()
     try:
         outcome: tuple[str, Any] = ("ok", fn(*args))
     except BaseException as exc:  # everything must reach the parent
@@ -114,21 +140,32 @@ def _child(conn, log_file: str, level: int, fn: Callable[..., Any], args: tuple,
         conn.close()
 
 
-def run_in_process(fn: Callable[..., Any], *args: Any, log_file: Path,
+def run_in_process(fn: Callable[..., Any], *args: Any, log_file: Path, redactor: Redactor | None = None,
                    on_progress: Callable[[Any], None] | None = None) -> Any:
     """Call ``fn(*args)`` in a spawned process and return its result or raise its exception.
 
     ``fn`` must be a module-level function and its arguments picklable. The child's log goes
     to ``log_file`` and to stderr, or, with ``on_progress``, to the parent: ``on_progress``
     then receives the child's progress messages (:func:`report_progress`: snapshots and log
-    records) and None whenever a second passes without one. A child that dies without
-    answering (crash, OOM kill) raises SUTError with its exit code.
+    records) and None whenever a second passes without one. Secrets are masked by ``redactor``
+    (default: secret-named environment variables and the shapes :class:`Redactor` knows). A
+    child that dies without answering (crash, OOM kill) raises SUTError with its exit code. When
+    the wait is interrupted (Ctrl-C, SIGTERM: the CLI raises :class:`harness.errors.Interrupted`)
+    the child is ended before the exception goes on, and the child ends by itself if this process dies.
     """
     ctx = multiprocessing.get_context("spawn")
     recv, send = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_child, args=(send, str(log_file), logging.getLogger().getEffectiveLevel(), fn, args,
-                                            on_progress is not None), name="harness-test")
-    proc.start()
+                                            redactor or Redactor.collect(), on_progress is not None),
+                       name="harness-test")
+    # The child starts with SIGINT blocked (the mask is inherited): Ctrl-C at a terminal reaches
+    # the whole process group, and the parent alone decides, ending the child below. Unblocking
+    # delivers a Ctrl-C that came during the start.
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        proc.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
     send.close()
     try:
         try:
@@ -147,9 +184,19 @@ def run_in_process(fn: Callable[..., Any], *args: Any, log_file: Path,
                            f"(crash or out of memory?); see {log_file}") from None
         proc.join()
     finally:
-        if proc.is_alive():
-            proc.terminate()
-            proc.join(5)
+        end(proc)
     if status == "error":
         raise payload
     return payload
+
+
+def end(proc: Any, grace_s: float = STOP_GRACE_S) -> None:
+    """Stop a test process that is still running (the run was interrupted): SIGTERM, then SIGKILL."""
+    if not proc.is_alive():
+        return
+    proc.terminate()
+    proc.join(grace_s)
+    if proc.is_alive():
+        log.warning("the test process (pid %d) ignored SIGTERM for %g s: killing it", proc.pid, grace_s)
+        proc.kill()
+        proc.join(grace_s)

@@ -19,14 +19,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.cli import log_to_file, run_hydra, tracked_run
+from harness.cli import hydra_files, interrupted_line, log_to_file, run_hydra, tracked_run
 from harness.config import HarnessConfig, LatencyLimits, to_dict
 from harness.errors import HarnessError, ResultError
 from harness.peak import report
 from harness.peak.search import Outcome, Probe, Search, Step, failed_outcome, probe_from
 from harness.peak.settings import PeakConfig, confirm_config, probe_config, probe_overrides, start_rate
 from harness.progress import Display
-from harness.redact import Redactor
+from harness.redact import Redactor, mask_logs
 from harness.tracking import JobInfo, TrackingSession
 
 # Exit codes of the searches of this process (one per job with -m).
@@ -113,20 +113,24 @@ def _job(cfg) -> None:
     from harness import environment
     from harness.loadgen.settings import latency_limits
     from harness.peak.settings import load
+    from harness.run import claim_output_dir
 
     hc = HydraConfig.get()
     search_dir = Path(hc.runtime.output_dir).absolute()
     overrides = tuple(hc.overrides.task)
+    redactor = Redactor.collect()
     try:
         raw = OmegaConf.to_container(cfg, resolve=True)
-        config, settings = load(raw)
-        limits = latency_limits(config)
         redactor = Redactor.collect(raw)
+        mask_logs(redactor)
+        config, settings = load(raw)
+        claim_output_dir(search_dir, config.run.overwrite, hydra_files())
+        limits = latency_limits(config)
         env = _with_rerun(environment.capture(overrides, redactor), "harness-peak", list(overrides), redactor)
         environment.write(search_dir, env)
     except HarnessError as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        log_to_file(str(exc))
+        sys.stderr.write(f"error: {redactor.text(str(exc))}\n")
+        log_to_file(redactor.text(str(exc)))
         _exit_codes.append(exc.exit_code)
         return
 
@@ -141,8 +145,8 @@ def _job(cfg) -> None:
         parent = _tracking.start_group(config, search_dir, f"peak {'/'.join(search_dir.parts[-2:])}", tags, env,
                                        redactor, params)
     except HarnessError as exc:  # tracking.required=true and the store cannot be reached
-        sys.stderr.write(f"error: {exc}\n")
-        log_to_file(str(exc))
+        sys.stderr.write(f"error: {redactor.text(str(exc))}\n")
+        log_to_file(redactor.text(str(exc)))
         _exit_codes.append(exc.exit_code)
         return
     _show(f"peak search: {config.scenario.name} · sut={config.sut.name} · start {start:g} QPS in "
@@ -168,6 +172,7 @@ def _finish(outcome: Outcome, config: HarnessConfig, settings: PeakConfig, limit
             search_dir: Path, started: float, error: BaseException | None) -> None:
     """Write peak.json, peak.png and the table; close the parent run; record the exit code."""
     seconds = time.monotonic() - started
+    redactor = Redactor.collect(to_dict(config))
     data = report.to_json(outcome, config, settings, limits, search_dir, seconds)
     files = [report.write_json(search_dir / report.PEAK_JSON, data)]
     title = (f"peak search: {config.scenario.name} · {config.benchmark.model_key} · sut={config.sut.name} · "
@@ -175,7 +180,7 @@ def _finish(outcome: Outcome, config: HarnessConfig, settings: PeakConfig, limit
     png = report.plot(search_dir / report.PEAK_PNG, outcome, limits, title)
     if png is not None:
         files.append(png)
-    text = report.table(outcome, config, limits, search_dir, seconds)
+    text = redactor.text(report.table(outcome, config, limits, search_dir, seconds))
     (search_dir / report.PEAK_TABLE).write_text(text + "\n", encoding="utf-8")
     files.append(search_dir / report.PEAK_TABLE)
     _show(text)
@@ -183,15 +188,20 @@ def _finish(outcome: Outcome, config: HarnessConfig, settings: PeakConfig, limit
         error = ResultError(outcome.message)  # no VALID rate: INVALID everywhere, or not confirmed
     code = error.exit_code if isinstance(error, HarnessError) else (1 if error is not None else 0)
     try:
-        _tracking.end_rounds(None, failed=error is not None, metrics=report.metrics(outcome),
-                             files=tuple(files), tags={"peak_status": outcome.status})
+        parents = _tracking.end_rounds(None, failed=error is not None, metrics=report.metrics(outcome),
+                                       files=tuple(files), tags={"peak_status": outcome.status},
+                                       killed=isinstance(error, KeyboardInterrupt))
+        if isinstance(error, KeyboardInterrupt):  # main() prints it with the interruption's line
+            error.add_note(f"peak.json kept in {search_dir}")
+            for parent in parents:
+                error.add_note(f"the search's MLflow run {parent} marked KILLED")
     except HarnessError as exc:  # tracking.required=true and the store failed
         sys.stderr.write(f"error: {exc}\n")
         log_to_file(str(exc))
         code = max(code, exc.exit_code)
     if isinstance(error, HarnessError):
-        sys.stderr.write(f"error: {error}\n")
-        log_to_file(str(error))
+        sys.stderr.write(f"error: {redactor.text(str(error))}\n")
+        log_to_file(redactor.text(str(error)))
     _exit_codes.append(code)
 
 
@@ -204,7 +214,11 @@ def _show(text: str) -> None:
 
 def main() -> None:
     """``harness-peak``: search the highest VALID Server / Interactive target QPS."""
-    run_hydra("peak", _job)
+    stopped = run_hydra("peak", _job)
+    if stopped is not None:
+        line, code = interrupted_line(stopped)
+        sys.stderr.write(f"error: {line}\n")
+        sys.exit(code)
     sys.exit(max(_exit_codes, default=0))
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from harness.config import HarnessConfig, LatencyLimits, to_dict
 from harness.peak.search import Outcome, Probe
 from harness.peak.settings import PeakConfig
+from harness.redact import Redactor
 
 PEAK_JSON = "peak.json"
 PEAK_PNG = "peak.png"
@@ -86,9 +87,11 @@ def peak_probe(outcome: Outcome) -> Probe | None:
 
 def to_json(outcome: Outcome, config: HarnessConfig, settings: PeakConfig, limits: LatencyLimits | None,
             search_dir: Path, seconds: float | None = None) -> dict[str, Any]:
-    """``peak.json``: the answer, how it was reached, and every probe."""
+    """``peak.json``: the answer, how it was reached, and every probe; secrets masked (a password in
+    ``sut.base_url``, a key a server echoed into a probe's error)."""
     at_peak = peak_probe(outcome)
-    return {
+    plain = to_dict(config)
+    return Redactor.collect(plain).data({
         "status": outcome.status,
         "peak_qps": outcome.peak_qps,
         "confirmed": outcome.confirmed,
@@ -107,8 +110,8 @@ def to_json(outcome: Outcome, config: HarnessConfig, settings: PeakConfig, limit
         "probes": [dataclasses.asdict(p) for p in outcome.probes],
         "seconds": seconds,
         "output_dir": str(search_dir),
-        "config": to_dict(config),
-    }
+        "config": plain,
+    })
 
 
 def write_json(path: Path, data: dict[str, Any]) -> Path:

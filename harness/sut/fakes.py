@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from harness.config import bounded
 from harness.errors import ConfigError
 from harness.sut.base import CollectingStream, Completion, Sample, TokenStream
 from harness.sut.tokenizer import WordTokenizer
@@ -78,27 +79,27 @@ class TimerThread:
 class EchoParams:
     """Settings of the echo and oracle fakes (times in milliseconds)."""
 
-    ttft_ms: float = 10.0
-    tpot_ms: float = 1.0
-    output_tokens: int = 64
-    max_batch_size: int = 32
-    concurrency: int = 1
+    ttft_ms: float = bounded(10.0, ge=0)
+    tpot_ms: float = bounded(1.0, ge=0)
+    output_tokens: int = bounded(64, ge=1)
+    max_batch_size: int = bounded(32, ge=1)
+    concurrency: int = bounded(1, ge=1)
     # false makes the fake batch-only, like a SUT that cannot stream (Offline only).
     streaming: bool = True
 
 
 @dataclass(frozen=True)
 class OracleParams(EchoParams):
-    ttft_ms: float = 0.0
-    tpot_ms: float = 0.0
+    ttft_ms: float = bounded(0.0, ge=0)
+    tpot_ms: float = bounded(0.0, ge=0)
 
 
 @dataclass(frozen=True)
 class FailingParams(EchoParams):
     """``fail_indices`` and every ``fail_every``-th index fail; ``failure`` says how."""
 
-    fail_indices: tuple[int, ...] = ()
-    fail_every: int = 0
+    fail_indices: tuple[int, ...] = bounded((), ge=0)
+    fail_every: int = bounded(0, ge=0)
     failure: str = "raise"  # raise | hang
 
 
@@ -111,7 +112,7 @@ class QueueParams(EchoParams):
     beyond that wait in line, and their wait is part of the TTFT LoadGen measures.
     """
 
-    slots: int = 8
+    slots: int = bounded(8, ge=1)
 
     @property
     def service_s(self) -> float:
@@ -125,9 +126,9 @@ class QueueParams(EchoParams):
 
 @dataclass(frozen=True)
 class NullParams:
-    output_tokens: int = 2
-    max_batch_size: int = 1024
-    concurrency: int = 1
+    output_tokens: int = bounded(2, ge=1)
+    max_batch_size: int = bounded(1024, ge=1)
+    concurrency: int = bounded(1, ge=1)
 
 
 class _FakeBase:

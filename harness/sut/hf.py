@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from harness.config import bounded
 from harness.errors import ConfigError, SUTError
 from harness.sut.base import Completion, Sample, TokenStream
 
@@ -41,19 +42,19 @@ class HFParams:
     model_path: str | None = None  # a local Hugging Face directory; null = the embedded tiny model
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bfloat16 on CUDA, else float32
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: cuda when available
-    max_batch_size: int = 32  # Offline batch size, and the most requests decoded together when streaming
+    max_batch_size: int = bounded(32, ge=1)  # Offline batch size, and the most requests decoded together when streaming
     trust_remote_code: bool = False  # run Python code shipped with the model directory
-    seed: int = 0  # torch's RNG, and the embedded tiny model's random weights
+    seed: int = bounded(0, ge=0)  # torch's RNG, and the embedded tiny model's random weights
     # torch's CPU threads; null: 1 for the embedded tiny model (its matrices are too small to split
     # between threads: 2 threads ran it 2-10x slower on a busy 2-core machine), else torch's default.
-    threads: int | None = None
+    threads: int | None = bounded(None, ge=1)
     # CUDA only, opt-in: stream one request at a time through generate() with a static KV cache,
     # which transformers compiles with CUDA graphs; for SingleStream (no in-flight batching).
     cuda_fast_decode: bool = False
     # Speculative decoding (greedy, lossless): a local directory of a smaller model with the target's
     # tokenizer; requests are then decoded one at a time (no in-flight batching). null = no draft.
     draft_model_path: str | None = None
-    num_draft_tokens: int = 4  # k: draft tokens the target verifies per forward
+    num_draft_tokens: int = bounded(4, ge=1)  # k: draft tokens the target verifies per forward
 
 
 class HFTokenizer:

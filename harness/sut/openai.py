@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from harness.config import bounded
 from harness.errors import ConfigError, SUTError
 from harness.sut.base import Completion, Sample, TokenStream
 from harness.sut.http1 import Client, parse_url
@@ -45,17 +46,18 @@ class OpenAIParams:
     model: str | None = None  # null: the first model GET /v1/models lists
     api: Literal["completions", "chat"] = "completions"
     api_key_env: str | None = None  # NAME of the environment variable holding the key, never the key
-    max_concurrency: int = 64  # requests in flight (and pooled connections)
-    connect_timeout_s: float = 5.0
-    read_timeout_s: float = 30.0  # longest silence allowed while waiting for bytes of a response
+    max_concurrency: int = bounded(64, ge=1)  # requests in flight (and pooled connections)
+    connect_timeout_s: float = bounded(5.0, gt=0)
+    read_timeout_s: float = bounded(30.0, gt=0)  # longest silence allowed while waiting for bytes of a response
     stream_offline: bool = False  # Offline: false sends non-streamed requests
     ignore_eos: bool = False  # ask the server to generate max_tokens tokens (vLLM/SGLang/TRT-LLM)
-    min_tokens: int | None = None
+    min_tokens: int | None = bounded(None, ge=0)
     return_token_ids: bool = False  # ask for output token ids (vLLM >= 0.10.2, harness-serve)
     tokenizer_path: str | None = None  # local HF tokenizer dir, "embedded", or null: dataset word tokenizer
     extra_body: dict[str, Any] = field(default_factory=dict)  # merged into every request body
-    max_batch_size: int = 4096  # Offline: samples handed to one generate() call (sent concurrently)
-    usage_mismatch_warn: float = 0.05  # warn when more than this fraction of requests disagree on counts
+    max_batch_size: int = bounded(4096, ge=1)  # Offline: samples handed to one generate() call (sent concurrently)
+    # warn when more than this fraction of requests disagree on counts
+    usage_mismatch_warn: float = bounded(0.05, ge=0, le=1)
     preflight: bool = True
 
 

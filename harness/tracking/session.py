@@ -109,10 +109,11 @@ class TrackingSession:
         log.info("tracking: MLflow run %s in %s (experiment %s)", run_id, shown(store.uri), tracking.experiment)
         return TrackedRun(store, run_id, tracking, plain, env, job, redactor)
 
-    def finish(self, run: TrackedRun | None, result: RunResult | None, error: BaseException | None) -> None:
-        """Log metrics, tags and the run directory, then close the run FINISHED, FAILED or KILLED."""
+    def finish(self, run: TrackedRun | None, result: RunResult | None, error: BaseException | None) -> str | None:
+        """Log metrics, tags and the run directory, then close the run FINISHED, FAILED or KILLED
+        (an interruption: Ctrl-C, SIGTERM). Returns that status, or None when nothing was closed."""
         if run is None:
-            return
+            return None
         results = result.to_json() if result is not None else _read_results(run.job.output_dir)
         status = "FINISHED" if error is None else ("FAILED" if isinstance(error, Exception) else "KILLED")
         run_tags = schema.tags(run.config, results, run.env)
@@ -126,9 +127,10 @@ class TrackingSession:
         except TrackingError as exc:
             key = (run.tracking.uri, run.tracking.experiment)
             self._trouble(key, run.tracking, exc, run.job.output_dir, f"MLflow run {run.run_id} is incomplete")
-            return
+            return None
         log.info("tracking: logged MLflow run %s (%s) to %s; in the UI: %s", run.run_id, status, shown(run.store.uri),
                  ui_link(run.store.uri, run.store.experiment_id, run.run_id))
+        return status
 
     def start_group(self, config: HarnessConfig, run_dir: Path, name: str, tags: Mapping[str, Any],
                     env: Mapping[str, Any], redactor: Redactor, params: Mapping[str, Any] | None = None) -> str | None:
@@ -155,9 +157,14 @@ class TrackingSession:
         return rnd.run_id
 
     def end_rounds(self, table: str | None, failed: bool, metrics: Mapping[str, float] | None = None,
-                   files: tuple[Path, ...] = (), tags: Mapping[str, Any] | None = None) -> None:
+                   files: tuple[Path, ...] = (), tags: Mapping[str, Any] | None = None,
+                   killed: bool = False) -> list[str]:
         """Close the parent runs: the round table, Hydra's multirun.yaml, the job count, and any
-        further ``metrics``, ``tags`` and ``files`` (artifacts at the top level, secrets masked)."""
+        further ``metrics``, ``tags`` and ``files`` (artifacts at the top level, secrets masked).
+
+        Status KILLED when the round was interrupted, else FAILED or FINISHED. Returns the ids of
+        the parent runs closed."""
+        closed = []
         for rnd in self._rounds.values():
             try:
                 if table:
@@ -170,7 +177,8 @@ class TrackingSession:
                     rnd.store.log_file(rnd.run_id, path, rnd.redactor)
                 rnd.store.log(rnd.run_id, metrics={"jobs": rnd.jobs, **(metrics or {})},
                               tags=_clean_tags(tags or {}, rnd.redactor))
-                rnd.store.end(rnd.run_id, "FAILED" if failed else "FINISHED")
+                rnd.store.end(rnd.run_id, "KILLED" if killed else "FAILED" if failed else "FINISHED")
+                closed.append(rnd.run_id)
                 log.info("tracking: the round's MLflow run %s; in the UI: %s", rnd.run_id,
                          ui_link(rnd.store.uri, rnd.store.experiment_id, rnd.run_id))
             except TrackingError as exc:
@@ -178,6 +186,7 @@ class TrackingSession:
                 self._trouble(key, rnd.tracking, exc, rnd.round_dir,
                               f"the round's MLflow run {rnd.run_id} is incomplete")
         self._rounds.clear()
+        return closed
 
     def _round(self, store: Store, tracking: TrackingConfig, job: JobInfo, env: Mapping[str, Any],
                redactor: Redactor, name: str | None = None, tags: Mapping[str, Any] | None = None) -> _Round:

@@ -7,6 +7,7 @@ line, so the caller decides whether it is fatal (``tracking.required``) or a war
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -14,7 +15,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,6 +42,8 @@ ARTIFACTS_DIR = "mlartifacts"  # beside a local SQLite store, like `mlflow serve
 # Files whose secrets sit under keys, not only in text: rewritten key by key before upload.
 STRUCTURED = {".json": "json", ".yaml": "yaml", ".yml": "yaml"}
 STRUCTURED_MAX_BYTES = 1 << 20  # accuracy logs can be large and hold token ids only: text scrub suffices
+LOCK_TIMEOUT_S = 120  # creating and migrating a new database takes seconds; a stuck holder, not this
+BUSY_RETRY_S = 30  # SQLite "database is locked": another run is writing the file
 
 
 def default_uri() -> str:
@@ -88,6 +91,8 @@ def _quiet_mlflow() -> None:
     # and urllib3 a "Retrying ..." warning per retry: the harness reports a dead store in one line.
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # A busy SQLite database is logged there as an error with a traceback, then retried (retry_busy).
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
 
 
@@ -120,6 +125,69 @@ def client(uri: str, config: TrackingConfig | None = None) -> MlflowClient:
     return MlflowClient(tracking_uri=resolve_uri(uri))
 
 
+def _experiment_id(mlflow_client: MlflowClient, config: TrackingConfig, db: Path | None) -> str:
+    """The experiment's id, creating it (with its artifact root) when it does not exist."""
+    experiment = mlflow_client.get_experiment_by_name(config.experiment)
+    if experiment is not None:
+        if EXPERIMENT_KIND[0] not in experiment.tags:  # an experiment from an older harness
+            mlflow_client.set_experiment_tag(experiment.experiment_id, *EXPERIMENT_KIND)
+        return experiment.experiment_id
+    location = config.artifact_location
+    if location is None and db is not None:
+        location = str(db.parent / ARTIFACTS_DIR)
+    if location is not None and "://" not in location:
+        location = Path(location).absolute().as_uri()
+    try:
+        return mlflow_client.create_experiment(config.experiment, artifact_location=location,
+                                               tags=dict([EXPERIMENT_KIND]))
+    except Exception:  # another process (of another store path, e.g. a server) created it first
+        experiment = mlflow_client.get_experiment_by_name(config.experiment)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
+
+
+@contextlib.contextmanager
+def creation_lock(db: Path | None) -> Iterator[None]:
+    """Hold ``<db>.lock`` (a file lock, across processes) while a SQLite store is opened; no-op for servers."""
+    if db is None:
+        yield
+        return
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(f"{db}.lock")
+    try:
+        lock.acquire(timeout=LOCK_TIMEOUT_S)
+    except Timeout:
+        raise TrackingError(f"MLflow store {db}: another process held {lock.lock_file} for over "
+                            f"{LOCK_TIMEOUT_S} s") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _busy(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "database is locked" in text or "database table is locked" in text or "database is busy" in text
+
+
+def retry_busy(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)``, retried with backoff while SQLite reports the database busy (another
+    run writing the same file), for up to BUSY_RETRY_S seconds."""
+    deadline = time.monotonic() + BUSY_RETRY_S
+    delay = 0.05
+    while True:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            if not _busy(exc) or time.monotonic() + delay > deadline:
+                raise
+            log.debug("MLflow store busy, retrying in %.2f s: %s", delay, exc)
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+
 @dataclass
 class Store:
     """An opened store and the experiment runs go to."""
@@ -130,39 +198,31 @@ class Store:
 
     @classmethod
     def open(cls, config: TrackingConfig) -> Store:
-        """Connect (creating a local database and the experiment when needed) or raise TrackingError."""
+        """Connect (creating a local database and the experiment when needed) or raise TrackingError.
+
+        A local SQLite store is opened under a file lock beside the database: MLflow creates and
+        migrates its schema on first use, and two processes doing that at once leave a
+        half-migrated database (``table ... already exists``) that no later run can write to.
+        """
         uri = resolve_uri(config.uri or default_uri())
         db = sqlite_path(uri)
         try:
             if db is not None:
                 db.parent.mkdir(parents=True, exist_ok=True)
-            mlflow_client = client(uri, config)
-            experiment = mlflow_client.get_experiment_by_name(config.experiment)
-            if experiment is not None:
-                if EXPERIMENT_KIND[0] not in experiment.tags:  # an experiment from an older harness
-                    mlflow_client.set_experiment_tag(experiment.experiment_id, *EXPERIMENT_KIND)
-                return cls(uri, mlflow_client, experiment.experiment_id)
-            location = config.artifact_location
-            if location is None and db is not None:
-                location = str(db.parent / ARTIFACTS_DIR)
-            if location is not None and "://" not in location:
-                location = Path(location).absolute().as_uri()
-            try:
-                experiment_id = mlflow_client.create_experiment(config.experiment, artifact_location=location,
-                                                                tags=dict([EXPERIMENT_KIND]))
-            except Exception:  # another process created it first
-                experiment = mlflow_client.get_experiment_by_name(config.experiment)
-                if experiment is None:
-                    raise
-                experiment_id = experiment.experiment_id
+            with creation_lock(db):
+                mlflow_client = client(uri, config)
+                experiment_id = retry_busy(_experiment_id, mlflow_client, config, db)
+        except TrackingError:
+            raise
         except Exception as exc:  # any failure to reach the store is reported the same way
             raise TrackingError(f"MLflow store {shown(uri)} unreachable ({short(exc)})") from exc
         return cls(uri, mlflow_client, experiment_id)
 
     def call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        """One MLflow call; its failure becomes a TrackingError naming the store and the step."""
+        """One MLflow call, retried while SQLite is busy; a failure becomes a TrackingError naming the
+        store and the step."""
         try:
-            return fn(*args, **kwargs)
+            return retry_busy(fn, *args, **kwargs)
         except Exception as exc:
             raise TrackingError(f"MLflow store {shown(self.uri)}: {what} failed ({short(exc)})") from exc
 
@@ -290,15 +350,21 @@ def download_run_dir(run_id: str, tracking_uri: str | None = None, dest: Path | 
     (``MLFLOW_TRACKING_URI`` or ``sqlite:///runs/mlflow.db``); ``dest`` to a new temporary
     directory. Returns the directory holding ``results.json``, ``config.json``, ``performance/``,
     ``accuracy/``, ... Raises RunIdError for an unknown or ambiguous id, TrackingError when the
-    store or run cannot be read.
+    store or run cannot be read, removing the temporary directory.
     """
     uri = resolve_uri(tracking_uri or default_uri())
+    db = sqlite_path(uri)
+    if db is not None and not db.is_file():  # reading must not create an empty store
+        raise TrackingError(f"cannot download the artifacts of run {run_id}: no MLflow store at {db}")
     mlflow_client = client(uri)
     run_id = resolve_run_id(mlflow_client, run_id)
-    dest = Path(dest) if dest is not None else Path(tempfile.mkdtemp(prefix=f"harness-run-{run_id[:8]}-"))
-    dest.mkdir(parents=True, exist_ok=True)
+    temporary = dest is None
+    dest = Path(tempfile.mkdtemp(prefix=f"harness-run-{run_id[:8]}-")) if dest is None else Path(dest)
     try:
+        dest.mkdir(parents=True, exist_ok=True)
         local = mlflow_client.download_artifacts(run_id, "", str(dest))
     except Exception as exc:
+        if temporary:  # nothing was downloaded: leave nothing behind
+            shutil.rmtree(dest, ignore_errors=True)
         raise TrackingError(f"cannot download the artifacts of run {run_id} from {shown(uri)} ({short(exc)})") from exc
     return Path(local)

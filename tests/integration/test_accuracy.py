@@ -102,3 +102,22 @@ def test_audit_of_a_tracked_run_by_its_mlflow_run_id(tmp_path, capsys):
     captured = capsys.readouterr()
     assert exit_.value.code == 0 and "PASS: rouge1 100.0000" in captured.out
     assert "%|" not in captured.err and "Downloading artifacts" not in captured.err  # no tqdm bars
+
+
+def test_audit_of_a_run_id_in_a_dead_or_missing_store_is_bad_input_and_leaves_nothing(tmp_path):
+    import os
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    for uri in (dead, f"sqlite:///{tmp_path}/missing/mlflow.db"):
+        proc = subprocess.run([sys.executable, "-m", "harness.audit", "0123456789abcdef0123456789abcdef",
+                               "--tracking-uri", uri], capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "TMPDIR": str(temp)})
+        assert proc.returncode == 2, proc.stderr  # documented: 0 pass, 4 a check failed, 2 bad input
+        assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: cannot "), proc.stderr
+        assert list(temp.iterdir()) == []  # no harness-run-* directory left behind
+    assert not (tmp_path / "missing").exists()  # reading a store never creates one

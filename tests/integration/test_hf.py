@@ -66,7 +66,7 @@ def test_single_stream_reports_token_latencies(run):
 @pytest.mark.parametrize(("override", "error", "message"), [
     ("sut.model_path={missing}", "ConfigError", "sut.model_path: no model directory at"),
     ("sut.draft_model_path={missing}", "ConfigError", "sut.draft_model_path: no model directory at"),
-    ("sut.max_batch_size=0", "ConfigError", "sut.max_batch_size must be at least 1"),
+    ("sut.max_batch_size=0", "ConfigError", "config key .sut.max_batch_size. must be >= 1, got 0"),
 ])
 def test_bad_sut_settings_fail_before_any_loadgen_test(make_config, tmp_path, override, error, message):
     """The preflight in the parent names the key at once; no LoadGen process is started."""

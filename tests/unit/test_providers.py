@@ -53,3 +53,14 @@ endpoints:
 def test_bad_input_is_one_error_line(argv, message, capsys):
     assert main(argv) == 2
     assert capsys.readouterr().err.startswith(message)
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("repetitions=0", "error: config key 'repetitions' must be >= 1, got 0"),
+    ("timeout_s=0", "error: config key 'timeout_s' must be > 0, got 0"),
+])
+def test_numbers_are_range_checked(tmp_path, capsys, override, message):
+    conf = tmp_path / "providers.yaml"
+    conf.write_text("endpoints:\n  - {name: a, base_url: 'http://127.0.0.1:9/v1', model: m}\n")
+    assert main([f"conf={conf}", override]) == 2
+    assert capsys.readouterr().err.startswith(message)

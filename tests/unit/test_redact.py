@@ -54,3 +54,42 @@ def test_bytes_and_argv():
     assert redactor.bytes(b"key sk-live-abcdef\n") == b"key ***\n"
     assert redactor.bytes(b"\xff\xfe sk-live-abcdef") == b"\xff\xfe ***"
     assert redactor.argv(["harness", "sut.api_key=whatever", "sut=echo"]) == ["harness", "sut.api_key=***", "sut=echo"]
+
+
+def test_url_passwords_are_masked_in_hydras_escaped_form_too():
+    # How Hydra writes the override of a round's job (multirun): colons escaped.
+    text = r"sut.base_url=http\://USER\:PASSWORD123secret@127.0.0.1\:8000/v1 sut=openai"
+    assert Redactor().text(text) == r"sut.base_url=http\://USER\:***@127.0.0.1\:8000/v1 sut=openai"
+
+
+@pytest.mark.parametrize("echoed", [
+    'HTTP 401: {"error": {"message": "Incorrect API key provided: Bearer sk-abcdefghijklmnopqrstuvwx"}}',
+    "Authorization: Basic dXNlcjpwYXNzd29yZA==",
+    "the key hf_abcdefghijklmnopqrstuvwxyz01234567 is not valid",
+])
+def test_credentials_a_server_echoes_are_masked_even_when_unknown(echoed):
+    cleaned = Redactor().text(echoed)
+    assert REDACTED in cleaned
+    for secret in ("sk-abcdefghijklmnopqrstuvwx", "dXNlcjpwYXNzd29yZA", "hf_abcdefghijklmnopqrstuvwxyz01234567"):
+        assert secret not in cleaned
+
+
+def test_every_log_record_is_masked_whatever_logger_or_handler(caplog):
+    import logging
+
+    from harness.redact import mask_logs
+
+    mask_logs(Redactor(frozenset({"my-known-secret-value"})))
+    try:
+        logger = logging.getLogger("some.library")
+        with caplog.at_level(logging.INFO):
+            logger.info("sut=openai: %s with %s", "http://USER:PASS-word@host/v1", "my-known-secret-value")
+            try:
+                raise RuntimeError("server said: Bearer sk-abcdefghijklmnopqrstuvwx")
+            except RuntimeError:
+                logger.exception("request failed")
+        text = caplog.text
+        assert "PASS-word" not in text and "my-known-secret-value" not in text and "sk-abcdefghijklmnop" not in text
+        assert "http://USER:***@host/v1" in text and "Bearer ***" in text
+    finally:
+        mask_logs(Redactor())
