@@ -78,6 +78,22 @@ def _num(value: float | None, unit: str) -> str:
     return "-" if value is None else f"{value:,.2f} {unit}"
 
 
+def approximate_token_tests(extra: dict[str, Any]) -> list[str]:
+    """The tests whose output token counts were approximate (``sut=openai`` counting a server's text
+    with the dataset's word tokenizer, having neither its token ids nor its usage)."""
+    stats = extra.get("sut_stats") or {}
+    return [test for test, s in stats.items() if isinstance(s, dict) and s.get("token_counts_approximate")]
+
+
+def _token_count_lines(result: RunResult) -> list[str]:
+    tests = approximate_token_tests(result.extra)
+    if not tests:
+        return []
+    return [f"  tokens      APPROXIMATE in the {', '.join(tests)} test(s): the server sent neither token ids nor "
+            "usage, so outputs were counted with the dataset's word tokenizer; tokens/s and TPOT are not the "
+            "model's (set sut.tokenizer_path)"]
+
+
 def summary(result: RunResult) -> str:
     """A few lines for the terminal: verdict, throughput, token latencies, errors."""
     head = f"{result.scenario} · {result.mode} · {result.benchmark} ({result.model_key}) · sut={result.sut}"
@@ -102,6 +118,7 @@ def summary(result: RunResult) -> str:
         if result.ttft_ms is not None:
             lines.append(f"  TTFT / TPOT p99 {_ms(result.ttft_ms)} / {_ms(result.tpot_ms)}"
                          + (f"  (limits {limits.ttft_ms:g} / {limits.tpot_ms:g} ms)" if limits else ""))
+    lines += _token_count_lines(result)
     if result.accuracy is not None:
         lines += accuracy_lines(result.accuracy)
     line = roofline_line(result.roofline)
