@@ -86,12 +86,21 @@ def approximate_token_tests(extra: dict[str, Any]) -> list[str]:
 
 
 def _token_count_lines(result: RunResult) -> list[str]:
+    lines = []
     tests = approximate_token_tests(result.extra)
-    if not tests:
-        return []
-    return [f"  tokens      APPROXIMATE in the {', '.join(tests)} test(s): the server sent neither token ids nor "
-            "usage, so outputs were counted with the dataset's word tokenizer; tokens/s and TPOT are not the "
-            "model's (set sut.tokenizer_path)"]
+    if tests:
+        lines.append(f"  tokens      APPROXIMATE in the {', '.join(tests)} test(s): the server sent neither token ids "
+                     "nor usage, so outputs were counted with the dataset's word tokenizer; tokens/s and TPOT are "
+                     "not the model's (set sut.tokenizer_path)")
+    for test, s in (result.extra.get("sut_stats") or {}).items():
+        # A logged output whose ids are the server's text re-tokenized can differ in length from the
+        # server's count, which LoadGen logged beside it: the sample length check names those samples.
+        if test != "performance" and isinstance(s, dict) and s.get("output_token_ids") not in (None, "server") \
+                and s.get("usage_mismatches"):
+            lines.append(f"  tokens      {test} log: the server's text re-tokenized (no ids from the server); "
+                         f"{s['usage_mismatches']} of {s.get('usage_reported')} outputs differ in length from the "
+                         "server's count LoadGen logged (sut.return_token_ids=true logs the server's own ids)")
+    return lines
 
 
 def summary(result: RunResult) -> str:

@@ -117,7 +117,10 @@ def transformers_serve(model_dir: str, *, continuous_batching: bool = False) -> 
     argv = [exe, "serve", model_dir, "--host", "127.0.0.1", "--port", str(port), "--device", "cpu",
             "--dtype", "float32", "--log-level", "warning"]
     if continuous_batching:
-        argv.append("--continuous-batching")
+        # A small paged cache: sized by default from the machine's memory, its first request then
+        # takes ~35 s on CPU (0.5 s with this one, which holds 8k tokens: ample for these tests).
+        argv += ["--continuous-batching", "--cb-num-blocks", "256", "--cb-block-size", "32",
+                 "--cb-max-batch-tokens", "1024"]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
                             start_new_session=True)
