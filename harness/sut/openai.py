@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import logging
 import os
 import re
@@ -261,7 +262,7 @@ class OpenAISUT:
         if p.model is None:
             if not models:
                 raise SUTError(f"sut.base_url={p.base_url}: GET /models lists no model; set sut.model")
-            self.endpoint = Endpoint(p.base_url, models[0], p.api, self._key)
+            self.endpoint = dataclasses.replace(self.endpoint, model=models[0])
         elif p.model not in models:
             raise SUTError(f"sut.model={p.model} is not served by {p.base_url} (it serves: "
                            f"{', '.join(models[:10]) or 'nothing'})")

@@ -166,3 +166,29 @@ def test_preflight_failure_is_one_error_line_and_the_api_key_is_never_written(tm
     for text in (ok.stdout, ok.stderr, bad.stdout, bad.stderr):
         assert key not in text
     assert "LLM_CRED" in (out / "config.json").read_text()  # the variable's name, not its value
+
+
+def test_answers_past_max_tokens_fail_their_samples_and_are_counted(run):
+    # A server that ignores max_tokens (issue 17): 64 tokens for a limit of 16, with usage saying so.
+    with fake("--ignore-max-tokens", "--tokens", "64", "--ttft-ms", "0", "--tpot-ms", "0") as url:
+        result = run("sut=openai", f"sut.base_url={url}", "mode=performance", "scenario=offline",
+                     "dataset.n_samples=4", "benchmark.max_new_tokens=16", timeout_s=90)
+    assert result.errors == 4, result.error_messages
+    assert any("more than max_tokens=16" in m for m in result.error_messages), result.error_messages
+    over = result.extra["sut_stats"]["performance"]["over_max_tokens"]
+    assert over == {"samples": 4, "tokens_past_limit": 4 * 48}
+
+
+def test_a_server_run_over_https_with_the_ca_in_sut_ca_bundle(run, tmp_path, monkeypatch):
+    from harness.bench.tls import make_certificates
+
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    certs = make_certificates(tmp_path / "tls")
+    with fake("--tls", str(certs.ca.parent), "--host", "localhost", "--tokens", "32", "--ttft-ms", "50",
+              "--tpot-ms", "5") as url:
+        result = run("sut=openai", f"sut.base_url={url}", f"sut.ca_bundle={certs.ca}", "mode=performance",
+                     "dataset.n_samples=8", "benchmark.max_new_tokens=32", *SERVER_4_QPS, timeout_s=90)
+    assert result.errors == 0, result.error_messages
+    assert result.tpot_ms.p50 == pytest.approx(TRUTH["tpot_ms"], rel=0.02), result.tpot_ms
+    assert result.extra["sut_stats"]["performance"]["token_count_source"] == "server usage"
