@@ -15,7 +15,7 @@ from pathlib import Path
 
 
 @dataclass(frozen=True)
-class TestCertificates:
+class LoopbackCertificates:
     """PEM files: the CA (for clients), the server's certificate chain and key."""
 
     ca: Path
@@ -30,7 +30,7 @@ class TestCertificates:
         return ctx
 
 
-def make_certificates(directory: Path, hosts: tuple[str, ...] = ("localhost", "127.0.0.1")) -> TestCertificates:
+def make_certificates(directory: Path, hosts: tuple[str, ...] = ("localhost", "127.0.0.1")) -> LoopbackCertificates:
     """Write ``ca.pem``, ``server.pem`` and ``server.key`` into ``directory`` (valid for one day)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
@@ -67,7 +67,7 @@ def make_certificates(directory: Path, hosts: tuple[str, ...] = ("localhost", "1
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
             .sign(ca_key, hashes.SHA256()))
     pem = serialization.Encoding.PEM
-    out = TestCertificates(directory / "ca.pem", directory / "server.pem", directory / "server.key")
+    out = LoopbackCertificates(directory / "ca.pem", directory / "server.pem", directory / "server.key")
     out.ca.write_bytes(ca.public_bytes(pem))
     out.cert.write_bytes(cert.public_bytes(pem))
     out.key.write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
