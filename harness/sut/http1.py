@@ -346,9 +346,13 @@ class _Connection(asyncio.Protocol):
                 return False
             self._begin(ex)  # before the write: the answer may be read before os.write returns
             data = ex.request
-            if self.tls is not None:
-                self.tls.write(data)
-                data = self.tls_out.read()
+            try:
+                if self.tls is not None:
+                    self.tls.write(data)
+                    data = self.tls_out.read()
+            except ssl.SSLError as exc:  # a TLS session that cannot send any more: the loop fails it
+                self.client.loop.call_soon_threadsafe(self.fail, ConnectionLost(f"TLS failed: {tls_reason(exc)}"))
+                return True
             try:
                 sent = os.write(self.fd, data)
             except BlockingIOError:

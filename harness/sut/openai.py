@@ -35,6 +35,7 @@ import dataclasses
 import logging
 import os
 import re
+import ssl
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -190,6 +191,19 @@ def _check(params: OpenAIParams) -> None:
                           "ids are decoded only with it; or drop sut.return_token_ids to score the returned text")
     if params.ca_bundle is not None and not Path(params.ca_bundle).expanduser().is_file():
         raise ConfigError(f"sut.ca_bundle: no CA file at {params.ca_bundle}")
+    _tls(params)
+
+
+def _tls(params: OpenAIParams) -> ssl.SSLContext | None:
+    """The certificate checks for an https base URL (None for http); ConfigError for a CA file
+    that holds no usable certificate."""
+    if urlsplit(params.base_url).scheme != "https" and params.ca_bundle is None:
+        return None
+    ca = str(Path(params.ca_bundle).expanduser()) if params.ca_bundle else None
+    try:
+        return tls_context(ca, params.verify_tls)
+    except ssl.SSLError as exc:
+        raise ConfigError(f"sut.ca_bundle: {params.ca_bundle} holds no usable PEM certificate ({exc.reason})") from None
 
 
 class OpenAISUT:
@@ -212,8 +226,7 @@ class OpenAISUT:
         self._key = key
         self._headers = headers(params)
         self._proxy = proxy(params)
-        self._tls = tls_context(str(Path(params.ca_bundle).expanduser()) if params.ca_bundle else None,
-                                params.verify_tls) if urlsplit(params.base_url).scheme == "https" else None
+        self._tls = _tls(params)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="openai-client", daemon=True)
         self._thread.start()

@@ -71,9 +71,12 @@ def test_an_untrusted_certificate_fails_the_preflight_in_one_line_naming_the_key
             sut.close()
 
 
-def test_a_missing_ca_bundle_is_a_config_error():
+def test_a_missing_or_unusable_ca_bundle_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match=r"^sut.ca_bundle: no CA file at /nonexistent/ca.pem$"):
         OpenAISUT.check(OpenAIParams(base_url="https://x/v1", ca_bundle="/nonexistent/ca.pem"), CTX)
+    (tmp_path / "ca.pem").write_text("not a certificate")
+    with pytest.raises(ConfigError, match=r"^sut.ca_bundle: .*ca.pem holds no usable PEM certificate"):
+        OpenAISUT.check(OpenAIParams(base_url="https://x/v1", ca_bundle=str(tmp_path / "ca.pem")), CTX)
 
 
 # -- proxies ----------------------------------------------------------------------------------------
