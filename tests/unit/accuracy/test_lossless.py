@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from harness.accuracy.lossless import compare_texts, compare_token_logs, first_difference
+from harness.accuracy.lossless import compare_token_logs, first_difference
 from harness.audit import main as audit_main
 from harness.errors import AccuracyError
 
@@ -79,6 +79,8 @@ def test_the_audit_command_exits_4_and_names_the_sample(tmp_path, capsys):
 
 
 def test_text_comparison_names_differences_and_explains_a_trailing_incomplete_character():
+    from harness.accuracy.lossless import compare_texts
+
     ours = {0: "same text", 1: "cut inside a char \ufffd", 2: "one thing", 3: "only here"}
     theirs = {0: "same text", 1: "cut inside a char ", 2: "another thing"}
     report = compare_texts(ours, theirs, "a.json", "b.json", "a holds re-tokenized text")
