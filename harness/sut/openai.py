@@ -356,15 +356,16 @@ class OpenAISUT:
             try:
                 return await send(self._client, self.endpoint, body)
             except RequestError as exc:
-                delay = self._retry_delay(exc, attempt)
+                delay = self._on_failure(exc, attempt)
                 if delay is None:
                     self.counts.errors += 1
                     raise
             attempt += 1
             await asyncio.sleep(delay)
 
-    def _retry_delay(self, error: BaseException, attempt: int, may_retry: bool = True) -> float | None:
-        """Count a failed answer; seconds to wait before resending it, or None to fail the sample.
+    def _on_failure(self, error: BaseException, attempt: int, may_retry: bool = True) -> float | None:
+        """Count a failed answer (its status, an answer past max_tokens); the seconds to wait before
+        resending it, or None to fail the sample.
 
         Only statuses that say "later" (429, 5xx) are retried, at most ``sut.max_retries`` times,
         after the server's Retry-After, else 0.5 s, 1 s, 2 s...; a Retry-After longer than
@@ -389,29 +390,31 @@ class OpenAISUT:
         """One streamed request, sent from the calling thread; tokens go to ``stream`` as chunks
         arrive, on the loop's thread."""
         first: list[int] = []  # what was emitted as the first token, when counting client-side
-        emitted = [0]
-        attempt = [0]
+        emitted = 0  # ids handed to the stream so far
+        attempt = 0
 
         def on_delta(text: str, ids: list[int] | None) -> None:
+            nonlocal emitted
             if ids is not None:
                 stream.emit(ids)  # exact: the server's own ids
-                emitted[0] += len(ids)
+                emitted += len(ids)
             elif not first and text:
                 # TTFT: the first chunk with content or reasoning. Its first token is emitted now;
                 # the whole text is tokenized once at the end and the rest follows.
                 first.extend(self.tokenizer.encode(text)[:1])
                 stream.emit(first)
-                emitted[0] += len(first)
+                emitted += len(first)
 
         def on_done(reply: Reply | None, error: RequestError | None) -> None:
+            nonlocal emitted, attempt
             if error is not None or reply is None:
                 error = error or RequestError("no reply")
-                delay = self._retry_delay(error, attempt[0], may_retry=not emitted[0])
+                delay = self._on_failure(error, attempt, may_retry=not emitted)
                 if delay is None:
                     self.counts.errors += 1
                     stream.fail(error)
                 else:  # the server said "later" before any token: the same request again, on the loop
-                    attempt[0] += 1
+                    attempt += 1
                     self._loop.call_later(delay, lambda: start(self._client, self.endpoint, body, on_delta, on_done))
                 return
             try:
@@ -421,11 +424,11 @@ class OpenAISUT:
                         self.counts.first_token_retokenized += 1
                     rest = ids[1:] if first else ids
                     stream.emit(rest)
-                    emitted[0] += len(rest)
+                    emitted += len(rest)
             except Exception as exc:
                 stream.fail(exc)
                 return
-            stream.finish(None if n == emitted[0] else n)
+            stream.finish(None if n == emitted else n)
 
         self.counts.requests += 1
         try:
