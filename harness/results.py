@@ -127,9 +127,9 @@ def summary(result: RunResult) -> str:
         if result.ttft_ms is not None:
             lines.append(f"  TTFT / TPOT p99 {_ms(result.ttft_ms)} / {_ms(result.tpot_ms)}"
                          + (f"  (limits {limits.ttft_ms:g} / {limits.tpot_ms:g} ms)" if limits else ""))
-    lines += _token_count_lines(result)
     if result.accuracy is not None:
         lines += accuracy_lines(result.accuracy)
+    lines += _token_count_lines(result)
     line = roofline_line(result.roofline)
     if line:
         lines.append(line)

@@ -53,19 +53,6 @@ def test_closed_rules_name_every_quick_setting():
     assert rules.token_latency_problem("gptj", detail) is None
 
 
-def test_closed_rules_refuse_approximate_token_counts():
-    from harness.results import approximate_token_tests
-
-    extra = {"sut_stats": {"performance": {"token_counts_approximate": True, "token_count_source":
-                                           "dataset word tokenizer"},
-                           "accuracy": {"token_counts_approximate": False}}}
-    official = DetailLog({"effective_min_duration_ms": 600000, "requested_use_token_latencies": True}, (), ())
-    facts = {"official": True, "model_key": "llama3_1-8b", "dataset_samples": 13368, "official_sample_count": 13368,
-             "approximate_token_tests": approximate_token_tests(extra)}
-    (problem,) = rules.closed_problems(facts, official, "")
-    assert problem.startswith("token counts approximate in the performance test(s)") and "sut.tokenizer_path" in problem
-
-
 def test_system_description_merges_config_over_environment():
     env = {"cpu": {"model": "EPYC", "physical_cores": 64, "memory_gib": 512.0}, "os": {"platform": "Linux-6"},
            "gpus": {"devices": [{"name": "NVIDIA H200", "memory_gib": 139.8, "driver": "560"}]},
