@@ -79,8 +79,10 @@ class Timed:
             self.first = time.perf_counter()
         self.n += len(ids)
 
-    def finish(self) -> None:
+    def finish(self, n_tokens: int | None = None) -> None:
         self.end = time.perf_counter()
+        if n_tokens is not None:  # the server's count, as LoadGen would get it
+            self.n = n_tokens
         self.done.release()
 
     def fail(self, error: BaseException) -> None:

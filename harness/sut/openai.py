@@ -428,7 +428,10 @@ class OpenAISUT:
             except Exception as exc:
                 stream.fail(exc)
                 return
-            stream.finish(None if n == emitted else n)
+            if n == emitted:
+                stream.finish()
+            else:  # the server's count, beside ids re-tokenized from its text
+                stream.finish(n)
 
         self.counts.requests += 1
         try:
