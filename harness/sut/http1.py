@@ -48,7 +48,7 @@ OnBody = Callable[[bytes], None]
 OnDone = Callable[["Response | None", "BaseException | None"], None]
 MAX_HEAD = 64 * 1024  # bytes of status line and headers accepted
 MAX_COLLECTED = 16 * 1024 * 1024  # bytes of a response body kept in memory (an error body is cut there)
-_TLS_READ = 256 * 1024  # plaintext taken from the TLS layer per call
+_TLS_READ = 256 * 1024  # bytes of plaintext the TLS layer may hand over per call (one buffer per client)
 # An HTTP/2 server reading an HTTP/1.1 request answers with frames: a 9-byte header whose type
 # byte is SETTINGS (4) or GOAWAY (7), on stream 0.
 _H2_FRAME_TYPES = (4, 7)
@@ -245,19 +245,22 @@ class _Connection(asyncio.Protocol):
             if not self.ready.done() or self.ready.exception() is not None:
                 return b""
         out: list[bytes] = []
+        view = self.client.tls_buffer  # read into one buffer: a fresh 256 KiB object per call costs more
         with self.writing:
             if data:
                 self.tls_in.write(data)
             while True:
                 try:
-                    piece = self.tls.read(_TLS_READ)
-                except ssl.SSLWantReadError:
+                    n = self.tls.read(_TLS_READ, view)
+                except ssl.SSLWantReadError:  # the rest is an incomplete record
                     break
                 except ssl.SSLZeroReturnError:  # close_notify: the server is done with this connection
                     break
-                if not piece:
+                if not n:
                     break
-                out.append(piece)
+                out.append(bytes(view[:n]))
+                if not self.tls_in.pending and not self.tls.pending():  # all read: no exception needed
+                    break
             reply = self.tls_out.read()  # e.g. a TLS 1.3 key update needs an answer
             if reply:
                 self.transport.write(reply)
@@ -605,6 +608,7 @@ class Client:
         host = f"[{u.hostname}]" if ":" in u.hostname else u.hostname  # an IPv6 literal
         self.authority = host if default else f"{host}:{self.port}"
         self.ssl: ssl.SSLContext | None = None
+        self.tls_buffer = memoryview(bytearray(_TLS_READ if u.scheme == "https" else 0))  # decrypted on the loop
         if u.scheme == "https":
             self.ssl = ssl_context or ssl.create_default_context()
             self.ssl.set_alpn_protocols(["http/1.1"])
