@@ -6,9 +6,11 @@ dataset against the fingerprint recorded in ``results.json``, decodes the token 
 the SUT's tokenizer, scores ROUGE, judges it against the targets (optionally others than the
 run used), and runs the TEST06-style compliance checks. The audit is written to
 ``accuracy/audit.json``; the exit code is 0 when everything holds, 4 when a check fails, 2 for
-bad input. ``--same-tokens-as OTHER`` instead compares the token ids of two runs' accuracy logs
-sample by sample (e.g. with and without a speculative draft model, which must be lossless) and
-fails on any difference.
+bad input. ``--same-tokens-as OTHER`` instead compares the outputs of two runs' accuracy logs
+sample by sample (e.g. with and without a speculative draft model, or in-process and served over
+HTTP, which must be lossless) and fails on any difference: token ids where both logs hold the
+model's own ids, else the text each run's tokenizer decodes (``sut=openai`` without the server's
+ids logs its text re-tokenized), saying which it compared.
 """
 
 from __future__ import annotations
@@ -48,8 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--target", type=float, help="fraction of the reference scores to reach, e.g. 0.999")
     p.add_argument("--reference-run", help="take reference scores from this run (directory or results.json)")
     p.add_argument("--same-tokens-as", metavar="OTHER",
-                   help="instead of re-scoring, check that RUN's accuracy log has the same token ids for every "
-                        "sample as OTHER's (run directory, MLflow run id or the log file)")
+                   help="instead of re-scoring, check that RUN's accuracy log has the same output for every "
+                        "sample as OTHER's (run directory, MLflow run id or the log file): token ids when both "
+                        "hold the model's own ids, else the decoded text")
     p.add_argument("--tracking-uri", help="MLflow tracking URI, when RUN is an MLflow run id")
     p.add_argument("--json", action="store_true", help="print the audit as JSON")
     return p
@@ -77,19 +80,9 @@ def audit_run(run_dir: Path, *, dataset_path: str | None = None, target: float |
     from harness.accuracy.compliance import verify_accuracy_log
     from harness.accuracy.log import decode_accuracy_log, file_sha256
     from harness.accuracy.report import ACCURACY_TXT, score_accuracy_log
-    from harness.config import load_config
-    from harness.datasets import load_dataset
-    from harness.datasets.prompts import build_samples
-    from harness.run import ACCURACY_LOG, CONFIG_FILE, sut_context
-    from harness.sut import build_tokenizer
+    from harness.run import ACCURACY_LOG
 
-    config_file = run_dir / CONFIG_FILE
-    try:
-        config = load_config(json.loads(config_file.read_text(encoding="utf-8")))
-    except FileNotFoundError as exc:
-        raise AccuracyError(f"{config_file} not found: is {run_dir} a harness run directory?") from exc
-    except ValueError as exc:
-        raise AccuracyError(f"{config_file} is not valid JSON: {exc}") from exc
+    config, dataset = _config_and_dataset(run_dir, dataset_path)
     acc_dir = run_dir / "accuracy"
     log_path = acc_dir / ACCURACY_LOG
     if not log_path.is_file():
@@ -102,10 +95,6 @@ def audit_run(run_dir: Path, *, dataset_path: str | None = None, target: float |
         benchmark = dataclasses.replace(benchmark, accuracy_target=target)
     if reference_run:
         benchmark = dataclasses.replace(benchmark, accuracy_reference_run=reference_run)
-    dataset_config = config.dataset
-    if dataset_path:
-        dataset_config = dataclasses.replace(dataset_config, path=dataset_path)
-    dataset = load_dataset(dataset_config)
 
     recorded = _recorded(run_dir)
     problems: list[str] = []
@@ -120,8 +109,7 @@ def audit_run(run_dir: Path, *, dataset_path: str | None = None, target: float |
     elif recorded_hash != actual_hash:
         problems.append(f"accuracy log hash {actual_hash[:12]} != {recorded_hash[:12]} recorded in {ACCURACY_TXT}")
 
-    samples = build_samples(config.benchmark, dataset)
-    tokenizer = build_tokenizer(config.sut, sut_context(config, samples))
+    tokenizer = _tokenizer(config, dataset)
     predictions = decode_accuracy_log(log_path, tokenizer.decode)
     accuracy = score_accuracy_log(log_path, predictions, [r.reference for r in dataset.records], benchmark,
                                   [r.task for r in dataset.records])
@@ -176,14 +164,82 @@ def report(audit: dict[str, Any]) -> str:
 
 
 def same_tokens(run: str, other: str, tracking_uri: str | None) -> Any:
-    """The lossless comparison of two runs' accuracy logs (a LosslessReport)."""
-    from harness.accuracy.lossless import compare_token_logs
+    """The lossless comparison of two runs' accuracy logs (a LosslessReport): by token ids when
+    both hold the model's own ids, else by the text each run's own tokenizer decodes."""
+    from harness.accuracy.lossless import compare_text_logs, compare_token_logs
 
     def locate(name: str) -> Path:
         path = Path(name).expanduser()
         return path if path.is_file() else resolve_run_dir(name, tracking_uri)
 
-    return compare_token_logs(locate(run), locate(other))
+    a, b = locate(run), locate(other)
+    reasons = [r for r in (_retokenized(a), _retokenized(b)) if r]
+    if not reasons:
+        return compare_token_logs(a, b)
+    return compare_text_logs(a, b, _decoder(a), _decoder(b), "; ".join(reasons))
+
+
+def _run_dir_of(path: Path) -> Path | None:
+    """The run directory holding ``path`` (the directory itself, or a log under its accuracy/)."""
+    from harness.run import CONFIG_FILE
+
+    for candidate in (path, path.parent, path.parent.parent):
+        if candidate.is_dir() and (candidate / CONFIG_FILE).is_file():
+            return candidate
+    return None
+
+
+def _retokenized(path: Path) -> str | None:
+    """Why this run's accuracy log does not hold the model's own ids (None: it does, or cannot tell)."""
+    run_dir = _run_dir_of(path)
+    if run_dir is None:
+        return None
+    stats = ((_recorded(run_dir).get("extra") or {}).get("sut_stats") or {}).get("accuracy") or {}
+    ids = stats.get("output_token_ids")
+    if ids in ("re-tokenized", "mixed"):
+        by = stats.get("retokenizer") or "the client's tokenizer"
+        return (f"{run_dir} holds {'some of ' if ids == 'mixed' else ''}the server's text re-tokenized by the "
+                f"{by}, not the model's own ids")
+    return None
+
+
+def _decoder(path: Path) -> Any:
+    """The decode function of the SUT of the run holding ``path``."""
+    run_dir = _run_dir_of(path)
+    if run_dir is None:
+        raise AccuracyError(f"{path}: pass the run directory, not a bare log: its text is compared, which needs "
+                            "the run's tokenizer")
+    config, dataset = _config_and_dataset(run_dir)
+    return _tokenizer(config, dataset).decode
+
+
+def _config_and_dataset(run_dir: Path, dataset_path: str | None = None) -> tuple[Any, Any]:
+    """A run directory's config (config.json) and its dataset (``dataset_path`` if it moved)."""
+    from harness.config import load_config
+    from harness.datasets import load_dataset
+    from harness.run import CONFIG_FILE
+
+    config_file = run_dir / CONFIG_FILE
+    try:
+        config = load_config(json.loads(config_file.read_text(encoding="utf-8")))
+    except FileNotFoundError as exc:
+        raise AccuracyError(f"{config_file} not found: is {run_dir} a harness run directory?") from exc
+    except ValueError as exc:
+        raise AccuracyError(f"{config_file} is not valid JSON: {exc}") from exc
+    dataset_config = config.dataset
+    if dataset_path:
+        dataset_config = dataclasses.replace(dataset_config, path=dataset_path)
+    return config, load_dataset(dataset_config)
+
+
+def _tokenizer(config: Any, dataset: Any) -> Any:
+    """The tokenizer the run's SUT decodes with (built without loading a model where it can)."""
+    from harness.datasets.prompts import build_samples
+    from harness.run import sut_context
+    from harness.sut import build_tokenizer
+
+    samples = build_samples(config.benchmark, dataset)
+    return build_tokenizer(config.sut, sut_context(config, samples))
 
 
 def main(argv: list[str] | None = None) -> None:

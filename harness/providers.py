@@ -80,7 +80,7 @@ def prompt_text(config: ProvidersConfig) -> str:
 
 async def measure(endpoint: EndpointConfig, config: ProvidersConfig) -> dict[str, Any]:
     """``repetitions`` sequential streamed requests to one endpoint; its percentiles and errors."""
-    from harness.sut.openai_client import Endpoint, RequestError, client, request_body, send
+    from harness.sut.openai_client import Endpoint, RequestError, client, env_proxy, request_body, send
 
     key = None
     if endpoint.api_key_env:
@@ -91,8 +91,12 @@ async def measure(endpoint: EndpointConfig, config: ProvidersConfig) -> dict[str
     body = request_body(ep, prompt_text(config), max_tokens=config.max_tokens, stream=True,
                         ignore_eos=config.ignore_eos, extra=endpoint.extra_body)
     ttft, speed, e2e, tokens, errors = [], [], [], [], []
+    proxy = env_proxy(endpoint.base_url)  # hosted endpoints are often reached through one
+    if proxy is not None and not proxy.startswith("http://"):
+        raise ConfigError(f"endpoints[{endpoint.name}]: the environment's proxy for {endpoint.base_url} is not an "
+                          "http:// proxy")
     async with client(endpoint.base_url, limit=1, connect_timeout_s=min(10.0, config.timeout_s),
-                      read_timeout_s=config.timeout_s) as s:
+                      read_timeout_s=config.timeout_s, proxy=proxy) as s:
         for _ in range(config.repetitions):
             try:
                 reply = await asyncio.wait_for(send(s, ep, body), config.timeout_s * 2)

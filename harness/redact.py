@@ -2,12 +2,14 @@
 
 A value is secret when its key names a credential (``api_key``, ``hf_token``, ``password``,
 ``client_secret``, ...) or when it equals the value of an environment variable with such a name
-(so ``${oc.env:HF_TOKEN}`` under any key is caught too). Everything the harness records outside
-the process (MLflow params, tags and artifacts, ``config.json``, ``environment.json``,
-``results.json``, ``peak.json``, the summary and ``error:`` lines) passes through a
-:class:`Redactor`, and so does every log record (:func:`mask_logs`). Text is also scrubbed of URL
-passwords, ``secret_key=value`` assignments, Authorization values and the shapes of known API
-keys, which catches a key a server echoes back in an error body.
+(so ``${oc.env:HF_TOKEN}`` under any key is caught too). HTTP headers to send (a ``headers``
+mapping, e.g. ``sut.headers``) are all treated as secret: their literal values are masked, and
+the values of environment variables they name (``env:NAME``) are scrubbed from text. Everything
+the harness records outside the process (MLflow params, tags and artifacts, ``config.json``,
+``environment.json``, ``results.json``, ``peak.json``, the summary and ``error:`` lines) passes
+through a :class:`Redactor`, and so does every log record (:func:`mask_logs`). Text is also
+scrubbed of URL passwords, ``secret_key=value`` assignments, Authorization values and the shapes
+of known API keys, which catches a key a server echoes back in an error body.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ _URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][\w+.\-]*\\?://[^/\s:@\\]+\\?:)(?P
 # server's own config): an Authorization value, and the shapes of OpenAI / Hugging Face keys.
 _AUTH_VALUE = re.compile(r"(?i)\b(?P<scheme>bearer|basic)(?P<sep>\s+)[\w.~+/=\-]{8,}")
 _KEY_SHAPES = re.compile(r"\b(?:sk-[\w\-]{16,}|hf_[A-Za-z0-9]{30,})")
+_HEADERS_KEY = "headers"  # a mapping of HTTP headers to send: every value may be a credential
+_ENV_REFERENCE = re.compile(r"^env:([A-Za-z_][A-Za-z0-9_]*)$")  # a header value read from $NAME at run time
 
 
 def is_secret_key(key: str) -> bool:
@@ -52,12 +56,15 @@ def is_secret_key(key: str) -> bool:
 
 
 def secret_values(data: Any) -> set[str]:
-    """Every scalar value found under a secret key anywhere in nested mappings/lists."""
+    """Every scalar value found under a secret key anywhere in nested mappings/lists, and every
+    literal value of a ``headers`` mapping."""
     found: set[str] = set()
     if isinstance(data, Mapping):
         for key, value in data.items():
             if is_secret_key(str(key)) and value is not None and not isinstance(value, (Mapping, list, tuple)):
                 found.add(str(value))
+            elif str(key) == _HEADERS_KEY and isinstance(value, Mapping):
+                found |= {str(v) for v in value.values() if v is not None and not _ENV_REFERENCE.match(str(v))}
             else:
                 found |= secret_values(value)
     elif isinstance(data, (list, tuple)):
@@ -67,13 +74,16 @@ def secret_values(data: Any) -> set[str]:
 
 
 def secret_env_names(data: Any) -> set[str]:
-    """Values of keys like ``api_key_env``: names of environment variables that hold secrets."""
+    """Names of environment variables that hold secrets: values of keys like ``api_key_env``, and
+    those ``headers`` values name (``env:NAME``)."""
     found: set[str] = set()
     if isinstance(data, Mapping):
         for key, value in data.items():
             stem = str(key)[:-4] if str(key).lower().endswith("_env") else ""
             if stem and is_secret_key(stem) and isinstance(value, str):
                 found.add(value)
+            elif str(key) == _HEADERS_KEY and isinstance(value, Mapping):
+                found |= {m[1] for v in value.values() if isinstance(v, str) and (m := _ENV_REFERENCE.match(v))}
             else:
                 found |= secret_env_names(value)
     elif isinstance(data, (list, tuple)):
@@ -111,13 +121,19 @@ class Redactor:
     def data(self, data: Any) -> Any:
         """A copy of nested mappings/lists with secret-keyed values masked and strings scrubbed."""
         if isinstance(data, Mapping):
-            return {k: REDACTED if is_secret_key(str(k)) and data[k] is not None else self.data(data[k])
-                    for k in data}
+            return {k: REDACTED if is_secret_key(str(k)) and data[k] is not None else
+                    self._headers(data[k]) if str(k) == _HEADERS_KEY and isinstance(data[k], Mapping) else
+                    self.data(data[k]) for k in data}
         if isinstance(data, (list, tuple)):
             return [self.data(v) for v in data]
         if isinstance(data, str):
             return self.text(data)
         return data
+
+    def _headers(self, headers: Mapping) -> dict:
+        """Header values masked, but for ``env:NAME`` references, which name a variable, not a value."""
+        return {k: v if isinstance(v, str) and _ENV_REFERENCE.match(v) else REDACTED if v is not None else None
+                for k, v in headers.items()}
 
     def bytes(self, raw: bytes) -> bytes:
         """:meth:`text` for file contents; undecodable files get the value scrub only."""

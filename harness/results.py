@@ -104,6 +104,31 @@ def _num(value: float | None, unit: str) -> str:
     return "-" if value is None else f"{value:,.2f} {unit}"
 
 
+def approximate_token_tests(extra: dict[str, Any]) -> list[str]:
+    """The tests whose output token counts were approximate (``sut=openai`` counting a server's text
+    with the dataset's word tokenizer, having neither its token ids nor its usage)."""
+    stats = extra.get("sut_stats") or {}
+    return [test for test, s in stats.items() if isinstance(s, dict) and s.get("token_counts_approximate")]
+
+
+def _token_count_lines(result: RunResult) -> list[str]:
+    lines = []
+    tests = approximate_token_tests(result.extra)
+    if tests:
+        lines.append(f"  tokens      APPROXIMATE in the {', '.join(tests)} test(s): the server sent neither token ids "
+                     "nor usage, so outputs were counted with the dataset's word tokenizer; tokens/s and TPOT are "
+                     "not the model's (set sut.tokenizer_path)")
+    for test, s in (result.extra.get("sut_stats") or {}).items():
+        # A logged output whose ids are the server's text re-tokenized can differ in length from the
+        # server's count, which LoadGen logged beside it: the sample length check names those samples.
+        if test != "performance" and isinstance(s, dict) and s.get("output_token_ids") not in (None, "server") \
+                and s.get("usage_mismatches"):
+            lines.append(f"  tokens      {test} log: the server's text re-tokenized (no ids from the server); "
+                         f"{s['usage_mismatches']} of {s.get('usage_reported')} outputs differ in length from the "
+                         "server's count LoadGen logged (sut.return_token_ids=true logs the server's own ids)")
+    return lines
+
+
 def summary(result: RunResult) -> str:
     """A few lines for the terminal: verdict, throughput, token latencies, errors."""
     head = f"{result.scenario} · {result.mode} · {result.benchmark} ({result.model_key}) · sut={result.sut}"
@@ -131,6 +156,7 @@ def summary(result: RunResult) -> str:
                      f"({cut['limit']})")
     if result.accuracy is not None:
         lines += accuracy_lines(result.accuracy)
+    lines += _token_count_lines(result)
     line = roofline_line(result.roofline)
     if line:
         lines.append(line)

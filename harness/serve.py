@@ -49,7 +49,7 @@ class _QueueStream:
         if token_ids:
             self._put(("ids", list(token_ids)))
 
-    def finish(self) -> None:
+    def finish(self, n_tokens: int | None = None) -> None:  # in-process SUTs emit every id: no count of their own
         self._put(("end", None))
 
     def fail(self, error: BaseException) -> None:

@@ -1,13 +1,23 @@
-"""Lossless check: did two runs emit the same token ids for every sample?
+"""Lossless check: did two runs emit the same output for every sample?
 
-Speculative decoding with greedy verification must not change a single token; the proof is to
-compare the accuracy logs (``mlperf_log_accuracy.json``) of a run with the draft and one without,
-sample by sample (first entry per QSL index, as scoring reads them). Every sample that differs is
-reported with the first position where the ids part, and both lengths.
+Speculative decoding with greedy verification must not change a single token, nor may serving a
+model over HTTP; the proof is to compare the accuracy logs (``mlperf_log_accuracy.json``) of the
+two runs sample by sample (first entry per QSL index, as scoring reads them). Token ids are
+compared where both logs hold the model's own ids. A log of ``sut=openai`` without the server's
+ids holds the server's text re-tokenized by the client, whose ids need not be the model's (the
+same text has many tokenizations), so then the decoded texts are compared instead, and the report
+says which. Every sample that differs is reported with the first position where the outputs part
+(tokens or characters), and both lengths.
+
+One difference between texts is explained rather than failed: an output cut by ``max_tokens`` in
+the middle of a multi-byte UTF-8 character ends, decoded from ids, in U+FFFD, while a server that
+sends only whole characters may leave that incomplete character out. Texts equal but for
+trailing U+FFFD are reported as such (``trailing_partial``) and do not count as differences.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,19 +27,24 @@ from harness.errors import AccuracyError
 ACCURACY_LOG = "mlperf_log_accuracy.json"
 
 
+TOKEN_IDS = "token ids"
+TEXT = "text"
+REPLACEMENT = "\ufffd"  # what decoding makes of an incomplete UTF-8 sequence
+
+
 @dataclass(frozen=True)
 class TokenDifference:
-    """One sample whose token ids differ between the two logs."""
+    """One sample whose outputs differ between the two logs (in tokens, or characters of text)."""
 
     qsl_idx: int
-    first_difference: int  # 0-based token position; the shorter length when one output extends the other
-    length: int  # tokens in the run's log
-    other_length: int  # tokens in the other log
+    first_difference: int  # 0-based position; the shorter length when one output extends the other
+    length: int  # tokens (characters) in the run's log
+    other_length: int  # in the other log
 
 
 @dataclass(frozen=True)
 class LosslessReport:
-    """The comparison of a run's accuracy log with another's."""
+    """The comparison of a run's accuracy log with another's, by token ids or by decoded text."""
 
     log: str
     other_log: str
@@ -37,15 +52,25 @@ class LosslessReport:
     differences: tuple[TokenDifference, ...]
     only_in_log: tuple[int, ...]  # QSL indices missing from the other log
     only_in_other: tuple[int, ...]
+    basis: str = TOKEN_IDS  # what was compared: TOKEN_IDS or TEXT
+    why_text: str | None = None  # why ids could not be compared
+    trailing_partial: tuple[int, ...] = ()  # text equal but for a trailing incomplete character
 
     @property
     def identical(self) -> bool:
         return not self.differences and not self.only_in_log and not self.only_in_other and self.compared > 0
 
     def lines(self) -> list[str]:
-        lines = [f"compared {self.compared} samples: {self.log} vs {self.other_log}"]
-        lines += [f"sample {d.qsl_idx}: token ids differ from position {d.first_difference} "
-                  f"({d.length} vs {d.other_length} tokens)" for d in self.differences]
+        lines = [f"compared {self.compared} samples by {self.basis}: {self.log} vs {self.other_log}"]
+        if self.why_text:
+            lines.append(f"(text, not token ids: {self.why_text})")
+        unit = "tokens" if self.basis == TOKEN_IDS else "characters"
+        what = "token ids differ" if self.basis == TOKEN_IDS else "text differs"
+        lines += [f"sample {d.qsl_idx}: {what} from position {d.first_difference} "
+                  f"({d.length} vs {d.other_length} {unit})" for d in self.differences]
+        if self.trailing_partial:
+            lines.append(f"samples {_ids(self.trailing_partial)}: same text but for a trailing incomplete UTF-8 "
+                         "character (U+FFFD in one decoding, left out in the other; see harness.accuracy.lossless)")
         if self.only_in_log:
             lines.append(f"only in the first log: samples {_ids(self.only_in_log)}")
         if self.only_in_other:
@@ -53,12 +78,13 @@ class LosslessReport:
         if self.compared == 0:
             lines.append("no sample is in both logs")
         verdict = "identical" if self.identical else f"{len(self.differences)} samples differ"
-        lines.append(f"token ids: {verdict}")
+        lines.append(f"{self.basis}: {verdict}")
         return lines
 
     def as_dict(self) -> dict:
-        return {"log": self.log, "other_log": self.other_log, "compared": self.compared,
-                "identical": self.identical, "differences": [vars(d) for d in self.differences],
+        return {"log": self.log, "other_log": self.other_log, "compared": self.compared, "basis": self.basis,
+                "why_text": self.why_text, "identical": self.identical,
+                "differences": [vars(d) for d in self.differences], "trailing_partial": list(self.trailing_partial),
                 "only_in_log": list(self.only_in_log), "only_in_other": list(self.only_in_other)}
 
 
@@ -77,7 +103,7 @@ def accuracy_log_path(path: Path) -> Path:
                         "(mode=accuracy or submission)")
 
 
-def first_difference(a: tuple[int, ...] | list[int], b: tuple[int, ...] | list[int]) -> int | None:
+def first_difference(a: Sequence, b: Sequence) -> int | None:
     """The first position where the sequences differ (a length when one extends the other), else None."""
     for i, (x, y) in enumerate(zip(a, b)):  # noqa: B905 (lengths may differ on purpose)
         if x != y:
@@ -96,3 +122,26 @@ def compare_token_logs(log: Path, other: Path) -> LosslessReport:
             differences.append(TokenDifference(idx, pos, len(a[idx]), len(b[idx])))
     return LosslessReport(str(log), str(other), len(a.keys() & b.keys()), tuple(differences),
                           tuple(sorted(a.keys() - b.keys())), tuple(sorted(b.keys() - a.keys())))
+
+
+def compare_text_logs(log: Path, other: Path, decode: Callable[[Sequence[int]], str],
+                      other_decode: Callable[[Sequence[int]], str], why: str) -> LosslessReport:
+    """Compare two accuracy logs by their decoded text (each log with its own run's tokenizer)."""
+    log, other = accuracy_log_path(log), accuracy_log_path(other)
+    a, b = read_accuracy_log(log), read_accuracy_log(other)
+    return compare_texts({i: decode(t) for i, t in a.items()}, {i: other_decode(t) for i, t in b.items()},
+                         str(log), str(other), why)
+
+
+def compare_texts(a: Mapping[int, str], b: Mapping[int, str], log: str, other: str, why: str) -> LosslessReport:
+    differences, partial = [], []
+    for idx in sorted(a.keys() & b.keys()):
+        pos = first_difference(a[idx], b[idx])
+        if pos is None:
+            continue
+        if a[idx].rstrip(REPLACEMENT) == b[idx].rstrip(REPLACEMENT):
+            partial.append(idx)
+        else:
+            differences.append(TokenDifference(idx, pos, len(a[idx]), len(b[idx])))
+    return LosslessReport(log, other, len(a.keys() & b.keys()), tuple(differences), tuple(sorted(a.keys() - b.keys())),
+                          tuple(sorted(b.keys() - a.keys())), TEXT, why, tuple(partial))

@@ -145,7 +145,7 @@ class _Done:
     def emit(self, token_ids) -> None:
         pass
 
-    def finish(self) -> None:
+    def finish(self, n_tokens: int | None = None) -> None:
         self.event.set()
 
     def fail(self, error: BaseException) -> None:

@@ -17,6 +17,10 @@ points (see ``harness.bench.reference_clients``).
    time per streamed token: the difference between a long and a short run (CPU of the process
    and its children, from wait4), so start-up costs (imports, tokenizers, datasets) cancel out.
 
+``--https`` measures both again over TLS (a certificate made for the run, ``harness.bench.tls``;
+each client trusts its CA through ``SSL_CERT_FILE``): real endpoints are https, and TLS costs the
+client a record's decryption per read and its encryption per request.
+
 Placement: client and server run on the same machine, either on separate cores (``split``: the
 server on the last core, the client on the others, as if on two machines) or wherever the OS puts
 them (``shared``); by default every figure is measured both ways. Sharing two cores, a burst of
@@ -38,6 +42,7 @@ import argparse
 import json
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -50,6 +55,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.bench.reference_clients import CLIENTS, ClientRun, match, pin, run
+from harness.bench.tls import LoopbackCertificates, make_certificates
 from harness.sut import SUTContext
 from harness.sut.base import Sample
 from harness.sut.openai import OpenAIParams, OpenAISUT
@@ -73,8 +79,10 @@ class Timed:
             self.first = time.perf_counter()
         self.n += len(ids)
 
-    def finish(self) -> None:
+    def finish(self, n_tokens: int | None = None) -> None:
         self.end = time.perf_counter()
+        if n_tokens is not None:  # the server's count, as LoadGen would get it
+            self.n = n_tokens
         self.done.release()
 
     def fail(self, error: BaseException) -> None:
@@ -85,7 +93,9 @@ class Timed:
 
 def drive(url: str, streams: int, requests: int) -> list[dict]:
     """The harness's client, closed loop: ``streams`` requests in flight until ``requests`` are sent."""
-    params = OpenAIParams(base_url=url, model="stub", max_concurrency=streams, return_token_ids=True)
+    # The stub's ids are only counted, never decoded; the tokenizer is required with them all the same.
+    params = OpenAIParams(base_url=url, model="stub", max_concurrency=streams, return_token_ids=True,
+                          tokenizer_path="embedded")
     sut = OpenAISUT.create(params, SUTContext(corpus=[], max_new_tokens=10_000))
     timed: list[tuple[str, Timed]] = []
     try:
@@ -134,36 +144,41 @@ def _cores(cores: frozenset[int] | None) -> str:
     return ",".join(map(str, sorted(cores or ())))
 
 
-def start_stub(*args: str, cores: frozenset[int] | None = None) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "harness.bench.stub_server", "--port", "0", *args],
+def start_stub(*args: str, cores: frozenset[int] | None = None,
+               tls: LoopbackCertificates | None = None) -> tuple[subprocess.Popen, str]:
+    tls_args = ["--tls", str(tls.cert.parent)] if tls else []
+    proc = subprocess.Popen([sys.executable, "-m", "harness.bench.stub_server", "--port", "0", *tls_args, *args],
                             stdout=subprocess.PIPE, text=True)
     pin(proc.pid, cores)
     url = proc.stdout.readline().split()[-1]
     return proc, url
 
 
-def server_records(url: str) -> list[dict]:
-    with urllib.request.urlopen(url.removesuffix("/v1") + "/stats", timeout=30) as resp:
+def server_records(url: str, tls: LoopbackCertificates | None = None) -> list[dict]:
+    context = ssl.create_default_context(cafile=str(tls.ca)) if tls else None
+    with urllib.request.urlopen(url.removesuffix("/v1") + "/stats", timeout=30, context=context) as resp:
         return json.load(resp)
 
 
 def against_stub(client: str, exe: str, stub_args: list[str], *, streams: int, requests: int, tokens: int,
-                 tokenizer: Path, out: Path, placement: Placement) -> tuple[ClientRun, list[dict]]:
-    """One client run against a fresh stub; the run and the stub's records."""
-    proc, url = start_stub(*stub_args, "--tokens", str(tokens), cores=placement.server)
+                 tokenizer: Path, out: Path, placement: Placement,
+                 tls: LoopbackCertificates | None = None) -> tuple[ClientRun, list[dict]]:
+    """One client run against a fresh stub (https with ``tls``); the run and the stub's records."""
+    proc, url = start_stub(*stub_args, "--tokens", str(tokens), cores=placement.server, tls=tls)
     try:
         result = run(client, exe, url=url, streams=streams, requests=requests, tokens=tokens, tokenizer=tokenizer,
-                     out=out, cores=placement.client)
-        return result, server_records(url)
+                     out=out, cores=placement.client, ca=tls.ca if tls else None)
+        return result, server_records(url, tls)
     finally:
         proc.kill()
         proc.wait()
 
 
 def fidelity(client: str, exe: str, *, streams: int, requests: int, tokenizer: Path, out: Path,
-             placement: Placement) -> dict:
+             placement: Placement, tls: LoopbackCertificates | None = None) -> dict:
     result, server = against_stub(client, exe, ["--ttft-ms", "20", "--tpot-ms", "5"], streams=streams,
-                                  requests=requests, tokens=32, tokenizer=tokenizer, out=out, placement=placement)
+                                  requests=requests, tokens=32, tokenizer=tokenizer, out=out, placement=placement,
+                                  tls=tls)
     # The first wave (``streams`` requests, in order of arrival) is warm-up, left out for every
     # client: it starts together, so its first chunks all come due at once.
     pairs = sorted(match(result, server), key=lambda pair: pair[1]["arrival"])[streams:]
@@ -171,17 +186,17 @@ def fidelity(client: str, exe: str, *, streams: int, requests: int, tokenizer: P
     d_tpot = [m.tpot_s - (s["last"] - s["first"]) / (s["tokens"] - 1) for m, s in pairs if m.tpot_s is not None]
     ms = lambda xs, q: float(np.percentile(xs, q) * 1000) if xs else float("nan")  # noqa: E731
     return {"client": client, "streams": streams, "placement": str(placement), "sent": requests,
-            "measured": len(pairs), "rc": result.returncode,
+            "scheme": "https" if tls else "http", "measured": len(pairs), "rc": result.returncode,
             "ttft_err_ms": {"p50": ms(d_ttft, 50), "p99": ms(d_ttft, 99)},
             "tpot_err_ms": {"p50": ms(d_tpot, 50), "p99": ms(d_tpot, 99)}, "log": str(result.log)}
 
 
 def capacity(client: str, exe: str, *, streams: int, short: int, long: int, tokenizer: Path, out: Path,
-             placement: Placement) -> dict:
+             placement: Placement, tls: LoopbackCertificates | None = None) -> dict:
     runs = []
     for n in (short, long):
         result, server = against_stub(client, exe, [], streams=streams, requests=n, tokens=64, tokenizer=tokenizer,
-                                      out=out / f"n{n}", placement=placement)
+                                      out=out / f"n{n}", placement=placement, tls=tls)
         done = [s for _, s in match(result, server)]
         runs.append((result, done))
     (r_short, d_short), (r_long, d_long) = runs
@@ -191,7 +206,7 @@ def capacity(client: str, exe: str, *, streams: int, short: int, long: int, toke
     span = max(s["last"] for s in d_long) - min(s["arrival"] for s in d_long)  # server clock, seconds
     extra_tokens = tokens_long - tokens_short
     return {"client": client, "streams": streams, "placement": str(placement), "requests": len(d_long),
-            "rc": r_long.returncode,
+            "scheme": "https" if tls else "http", "rc": r_long.returncode,
             "requests_per_s": len(d_long) / span, "tokens_per_s": tokens_long / span,
             "cpu_us_per_token": (r_long.cpu_s - r_short.cpu_s) / extra_tokens * 1e6 if extra_tokens > 0 else None}
 
@@ -265,7 +280,7 @@ def wakeup(placement: Placement, n: int = 400, quiet_s: float = 0.005) -> dict:
 
 def summarize(runs: list[dict]) -> dict:
     """Repeated fidelity runs of one client: median p50 and p99 over the runs, and the p99 range."""
-    out = {k: runs[0][k] for k in ("client", "streams", "placement", "sent")}
+    out = {k: runs[0][k] for k in ("client", "streams", "placement", "sent", "scheme")}
     out.update(runs=len(runs), measured=sum(r["measured"] for r in runs), rc=max((r["rc"] for r in runs), key=abs),
                log=runs[-1]["log"])
     for metric in ("ttft_err_ms", "tpot_err_ms"):
@@ -306,6 +321,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="make each fidelity measurement N times: median p50 and p99, and the p99 range")
     ap.add_argument("--json", type=Path, help="also write every figure to this file")
     ap.add_argument("--skip", choices=("fidelity", "capacity"), action="append", default=[])
+    ap.add_argument("--https", action="store_true",
+                    help="measure everything over https too (a certificate made for the run)")
     ap.add_argument("--placement", choices=("both", "split", "shared"), default="both",
                     help="split: the server on the last core, the client on the others, as if on two machines; "
                          "shared: both wherever the OS puts them; both (default): every measurement each way")
@@ -325,34 +342,39 @@ def main(argv: list[str] | None = None) -> None:
     print("fidelity: each run's first wave (as many requests as streams) is warm-up, left out for every client"
           + (f"; median of {a.repeat} runs, p99 range in brackets" if a.repeat > 1 else ""))
     with tempfile.TemporaryDirectory(prefix="http-client-bench-") as tmp:
+        certs = make_certificates(Path(tmp) / "tls") if a.https else None
+        schemes = [None, certs] if certs else [None]
         for placement in placements:
             floor = wakeup(placement)
             report.setdefault("wakeup", []).append({"placement": str(placement), **floor})
             print(f"placement: {placement}; a token's trip between two processes after 5 ms of quiet (the "
                   f"floor for any client): p50 {floor['p50_us']:.0f} us, p99 {floor['p99_us']:.0f} us", flush=True)
-            for streams in (1, 32) if "fidelity" not in a.skip else ():
-                for client, exe in clients:
-                    r = summarize([fidelity(client, exe, streams=streams, requests=n if streams > 1 else n // 2,
-                                            tokenizer=tokenizer, placement=placement,
-                                            out=Path(tmp) / f"fid{streams}-{client}-{placement.name}-{i}")
-                                   for i in range(a.repeat)])
-                    report["fidelity"].append(r)
-                    t, o = r["ttft_err_ms"], r["tpot_err_ms"]
-                    ranges = a.repeat > 1
-                    print(f"fidelity  {client:<8} {streams:>2} streams, {r['measured']}/{r['sent'] * a.repeat} "
-                          f"requests (server: TTFT 20 ms, TPOT 5 ms, 32 tokens): client - server TTFT p50 "
-                          f"{t['p50']:+.2f} ms p99 {t['p99']:+.2f} ms" + (_range(t) if ranges else "")
-                          + f"; TPOT p50 {o['p50']:+.3f} ms p99 {o['p99']:+.3f} ms" + (_range(o) if ranges else "")
-                          + ("" if r["rc"] == 0 else f"  [exit {r['rc']}, see {r['log']}]"), flush=True)
-            short, long = (200, 1000) if a.quick else (500, 3000)
-            for client, exe in clients if "capacity" not in a.skip else ():
-                c = capacity(client, exe, streams=a.streams, short=short, long=long, tokenizer=tokenizer,
-                             out=Path(tmp) / f"cap-{client}-{placement.name}", placement=placement)
-                report["capacity"].append(c)
-                cpu = "-" if c["cpu_us_per_token"] is None else f"{c['cpu_us_per_token']:.1f} us/token"
-                print(f"capacity  {client:<8} zero-delay server, {c['streams']} streams of 64 tokens, "
-                      f"{c['requests']} requests: {c['requests_per_s']:,.0f} requests/s, "
-                      f"{c['tokens_per_s']:,.0f} streamed tokens/s, client CPU {cpu}", flush=True)
+            for tls in schemes:
+                scheme = "https" if tls else "http"
+                for streams in (1, 32) if "fidelity" not in a.skip else ():
+                    for client, exe in clients:
+                        r = summarize([fidelity(client, exe, streams=streams, requests=n if streams > 1 else n // 2,
+                                                tokenizer=tokenizer, placement=placement, tls=tls,
+                                                out=Path(tmp) / f"fid{streams}-{client}-{placement.name}-{scheme}-{i}")
+                                       for i in range(a.repeat)])
+                        report["fidelity"].append(r)
+                        t, o = r["ttft_err_ms"], r["tpot_err_ms"]
+                        ranges = a.repeat > 1
+                        print(f"fidelity  {client:<8} {scheme:<5} {streams:>2} streams, {r['measured']}/"
+                              f"{r['sent'] * a.repeat} requests (server: TTFT 20 ms, TPOT 5 ms, 32 tokens): client - "
+                              f"server TTFT p50 {t['p50']:+.2f} ms p99 {t['p99']:+.2f} ms"
+                              + (_range(t) if ranges else "")
+                              + f"; TPOT p50 {o['p50']:+.3f} ms p99 {o['p99']:+.3f} ms" + (_range(o) if ranges else "")
+                              + ("" if r["rc"] == 0 else f"  [exit {r['rc']}, see {r['log']}]"), flush=True)
+                short, long = (200, 1000) if a.quick else (500, 3000)
+                for client, exe in clients if "capacity" not in a.skip else ():
+                    c = capacity(client, exe, streams=a.streams, short=short, long=long, tokenizer=tokenizer, tls=tls,
+                                 out=Path(tmp) / f"cap-{client}-{placement.name}-{scheme}", placement=placement)
+                    report["capacity"].append(c)
+                    cpu = "-" if c["cpu_us_per_token"] is None else f"{c['cpu_us_per_token']:.1f} us/token"
+                    print(f"capacity  {client:<8} {scheme:<5} zero-delay server, {c['streams']} streams of 64 tokens, "
+                          f"{c['requests']} requests: {c['requests_per_s']:,.0f} requests/s, "
+                          f"{c['tokens_per_s']:,.0f} streamed tokens/s, client CPU {cpu}", flush=True)
     if a.json:
         a.json.write_text(json.dumps(report, indent=2) + "\n")
 

@@ -106,14 +106,15 @@ def pin(pid: int, cores: AbstractSet[int] | None) -> None:
 
 
 def run(client: str, exe: str, *, url: str, streams: int, requests: int, tokens: int, tokenizer: Path,
-        out: Path, timeout_s: float = 600, cores: AbstractSet[int] | None = None) -> ClientRun:
+        out: Path, timeout_s: float = 600, cores: AbstractSet[int] | None = None, ca: Path | None = None) -> ClientRun:
     """Run one client to completion, on ``cores`` when given; CPU time comes from wait4 (the process
-    and its reaped children)."""
+    and its reaped children). ``ca``: the CA file an https stub's certificate is checked against
+    (``SSL_CERT_FILE``, which OpenSSL, so every client, reads)."""
     out.mkdir(parents=True, exist_ok=True)
     log = out / f"{client}.log"
     cmd = command(client, exe, url=url, streams=streams, requests=requests, tokens=tokens, tokenizer=tokenizer,
                   out=out)
-    env = {**os.environ, "NO_COLOR": "1", "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "NO_COLOR": "1", "HF_HUB_OFFLINE": "1", **({"SSL_CERT_FILE": str(ca)} if ca else {})}
     if client == "aiperf":
         # AIPerf 0.13 takes a local tokenizer path for a hub id when the hub is offline; the path is
         # local either way, so nothing is fetched without the variable.

@@ -20,7 +20,8 @@ waits to be scheduled (a few hundred µs on a VM, several ms when it is deschedu
 has still arrived, and the server's own lateness must not be counted against the client. Where
 the kernel gives no timestamp, the time of the read is used.
 HTTP/1.1 only, as the OpenAI clients speak it: keep-alive, Content-Length request bodies, chunked
-streamed responses.
+streamed responses; over TLS with ``--tls DIR`` (``server.pem`` and ``server.key`` there, as
+``harness.bench.tls`` writes them; the URL printed then names ``localhost``, the certificate's host).
 
     python -m harness.bench.stub_server --port 0 --ttft-ms 20 --tpot-ms 5 --tokens 16
 """
@@ -306,7 +307,8 @@ class StampedSocket(socket.socket):
     """A connection whose reads note the kernel's receive time of the bytes they return.
 
     ``stamp``: ``time.perf_counter()`` of the last segment read, converted from the kernel's
-    CLOCK_REALTIME stamp; 0.0 when the kernel gave none. asyncio's transports read with ``recv``.
+    CLOCK_REALTIME stamp; 0.0 when the kernel gave none. asyncio's transports read with ``recv``,
+    or ``recv_into`` under TLS (its protocol takes buffers).
     """
 
     stamp = 0.0
@@ -315,12 +317,23 @@ class StampedSocket(socket.socket):
         if _SO_TIMESTAMPNS is None:
             return super().recv(bufsize, flags)
         data, ancillary, _, _ = self.recvmsg(bufsize, _ANCILLARY, flags)
+        self._note(ancillary)
+        return data
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        if _SO_TIMESTAMPNS is None:
+            return super().recv_into(buffer, nbytes, flags)
+        view = memoryview(buffer)
+        n, ancillary, _, _ = self.recvmsg_into([view[:nbytes] if nbytes else view], _ANCILLARY, flags)
+        self._note(ancillary)
+        return n
+
+    def _note(self, ancillary: list) -> None:
         self.stamp = 0.0  # never an earlier read's time
         for level, kind, raw in ancillary:
             if level == socket.SOL_SOCKET and kind == _SCM_TIMESTAMPNS and len(raw) >= 16:
                 sec, ns = _TIMESPEC.unpack_from(raw)
                 self.stamp = sec + ns * 1e-9 - (time.time() - time.perf_counter())
-        return data
 
 
 class StampingListener(socket.socket):
@@ -355,12 +368,19 @@ _TIMESPEC = struct.Struct("@qq")
 _ANCILLARY = socket.CMSG_SPACE(_TIMESPEC.size) if hasattr(socket, "CMSG_SPACE") else 64
 
 
-async def _serve(stub: Stub, host: str, port: int) -> None:
+async def _serve(stub: Stub, host: str, port: int, tls: str = "") -> None:
     loop = asyncio.get_running_loop()
     listener = StampingListener.open(host, port)
     listener.setblocking(False)
-    server = await loop.create_server(lambda: Connection(stub), sock=listener)
-    print(f"stub: http://{host}:{server.sockets[0].getsockname()[1]}/v1", flush=True)
+    ctx = None
+    if tls:
+        import ssl
+
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(os.path.join(tls, "server.pem"), os.path.join(tls, "server.key"))
+    server = await loop.create_server(lambda: Connection(stub), sock=listener, ssl=ctx)
+    scheme, name = ("https", "localhost") if tls else ("http", host)
+    print(f"stub: {scheme}://{name}:{server.sockets[0].getsockname()[1]}/v1", flush=True)
     await server.serve_forever()
 
 
@@ -373,13 +393,14 @@ def main() -> None:
     p.add_argument("--fault", default="", help="comma-separated: 500, 401, cut, hang (taken in turn)")
     p.add_argument("--fault-every", type=int, default=0)
     p.add_argument("--exit-after", type=int, default=0)
+    p.add_argument("--tls", default="", metavar="DIR", help="serve https with DIR/server.pem and DIR/server.key")
     a = p.parse_args()
     faults = tuple(f for f in a.fault.split(",") if f)
     if set(faults) - {"500", "401", "cut", "hang"}:
         p.error(f"--fault: unknown fault in {a.fault!r} (known: 500, 401, cut, hang)")
     script = Script(a.ttft_ms, a.tpot_ms, a.tokens, faults, a.fault_every, a.exit_after)
     try:
-        asyncio.run(_serve(Stub(script), "127.0.0.1", a.port))
+        asyncio.run(_serve(Stub(script), "127.0.0.1", a.port, a.tls))
     except KeyboardInterrupt:
         sys.exit(0)
 

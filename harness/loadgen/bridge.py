@@ -84,7 +84,7 @@ class BridgeStats:
 class _Pending:
     """One issued sample; the TokenStream handed to the SUT."""
 
-    __slots__ = ("bridge", "qid", "sample", "tokens", "first_sent", "done", "deadline", "lock")
+    __slots__ = ("bridge", "qid", "sample", "tokens", "first_sent", "done", "deadline", "lock", "n_tokens")
 
     def __init__(self, bridge: _Bridge, qid: int, sample: Sample) -> None:
         self.bridge = bridge
@@ -95,6 +95,7 @@ class _Pending:
         self.done = False
         self.deadline = float("inf")
         self.lock = threading.Lock()
+        self.n_tokens = 0  # the output length LoadGen was given (set at completion)
 
     def emit(self, token_ids: Sequence[int]) -> None:
         if not token_ids:
@@ -111,18 +112,21 @@ class _Pending:
             # TTFT is measured by LoadGen from the query's scheduled time to this call.
             lg.FirstTokenComplete([lg.QuerySampleResponse(self.qid, addr, n * 4, 1)])
 
-    def finish(self) -> None:
-        self._complete(None)
+    def finish(self, n_tokens: int | None = None) -> None:
+        """``n_tokens``: the true output length when it differs from the ids emitted (``sut=openai``
+        counting the server's usage while the ids are its text re-tokenized): LoadGen's TPOT and
+        tokens/s are computed from the count, the accuracy log keeps the ids."""
+        self._complete(None, n_tokens)
 
     def fail(self, error: BaseException) -> None:
         self._complete(error)
 
-    def complete_with(self, token_ids: Sequence[int]) -> None:
+    def complete_with(self, token_ids: Sequence[int], n_tokens: int | None = None) -> None:
         """Batch path: the whole output at once."""
         self.emit(token_ids)
-        self.finish()
+        self.finish(n_tokens)
 
-    def _complete(self, error: BaseException | None) -> None:
+    def _complete(self, error: BaseException | None, n_tokens: int | None = None) -> None:
         with self.lock:
             if self.done:
                 return
@@ -137,7 +141,8 @@ class _Pending:
             tokens = self.tokens
             buf = _int32_bytes(tokens)
             addr, n = buf.buffer_info()
-            lg.QuerySamplesComplete([lg.QuerySampleResponse(self.qid, addr, n * 4, n)])
+            self.n_tokens = n if n_tokens is None else n_tokens
+            lg.QuerySamplesComplete([lg.QuerySampleResponse(self.qid, addr, n * 4, self.n_tokens)])
         self.bridge.on_done(self, error)
 
 
@@ -198,7 +203,7 @@ class _Bridge:
         with self.lock:
             self.outstanding.pop(pending.qid, None)
             self.stats.completed += 1
-            self.stats.output_tokens += len(pending.tokens)
+            self.stats.output_tokens += pending.n_tokens
             if error is not None:
                 self.stats.errors += 1
                 msg = f"{type(error).__name__}: {error}"
@@ -293,7 +298,7 @@ class _Bridge:
                 elif c.error is not None:
                     p.fail(RuntimeError(c.error))
                 else:
-                    p.complete_with(c.token_ids)
+                    p.complete_with(c.token_ids, c.n_tokens)
 
     def _watchdog(self) -> None:
         period = min(0.1, self.options.sample_timeout_s / 4)

@@ -37,7 +37,8 @@ def token_latency_problem(model_key: str, detail: DetailLog) -> str | None:
 
 def closed_problems(run: Mapping[str, Any], detail: DetailLog, user_conf: str) -> list[str]:
     """Why a run cannot be a closed-division result; ``run`` holds ``official``, ``dataset_samples``,
-    ``official_sample_count`` and ``model_key`` (results.json / the manifest)."""
+    ``official_sample_count``, ``model_key`` and ``approximate_token_tests`` (results.json / the
+    manifest)."""
     problems = []
     if not run.get("official"):
         problems.append("quick settings (benchmark.official=false)")
@@ -55,4 +56,8 @@ def closed_problems(run: Mapping[str, Any], detail: DetailLog, user_conf: str) -
     token = token_latency_problem(str(run.get("model_key", "")), detail)
     if token:
         problems.append(token)
+    approximate = run.get("approximate_token_tests")
+    if approximate:  # sut=openai had neither the server's ids nor its usage: TPOT and tokens/s are estimates
+        problems.append(f"token counts approximate in the {', '.join(approximate)} test(s) (the server's text was "
+                        "counted with the dataset's word tokenizer; set sut.tokenizer_path to the model's tokenizer)")
     return problems

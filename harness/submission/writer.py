@@ -141,10 +141,13 @@ def round_problems(run: RunSource, benchmark: str, division: str, system_type: s
 
 
 def _run_facts(run: RunSource) -> dict[str, Any]:
+    from harness.results import approximate_token_tests
+
     bench = run.config.get("benchmark") or {}
     return {"official": run.results.get("official"), "model_key": run.results.get("model_key"),
             "dataset_samples": (run.results.get("dataset") or {}).get("samples"),
-            "official_sample_count": bench.get("official_sample_count")}
+            "official_sample_count": bench.get("official_sample_count"),
+            "approximate_token_tests": approximate_token_tests(run.results.get("extra") or {})}
 
 
 def _judged_benchmark(run: RunSource) -> dict[str, Any]:

@@ -33,12 +33,14 @@ class Completion:
     """The output of one sample: generated token ids only, prompt excluded.
 
     ``error`` set: this sample failed (e.g. one request of a batch sent over HTTP) and the bridge
-    completes it as an error, while the batch's other samples succeed.
+    completes it as an error, while the batch's other samples succeed. ``n_tokens`` set: the true
+    output length when it differs from ``len(token_ids)`` (see :meth:`TokenStream.finish`).
     """
 
     index: int
     token_ids: tuple[int, ...]
     error: str | None = None
+    n_tokens: int | None = None
 
 
 class Tokenizer(Protocol):
@@ -60,7 +62,10 @@ class TokenStream(Protocol):
 
     def emit(self, token_ids: Sequence[int]) -> None: ...
 
-    def finish(self) -> None: ...
+    def finish(self, n_tokens: int | None = None) -> None:
+        """The end. ``n_tokens``: how many tokens were generated, when that is known better than
+        by the ids emitted (a server's own count while the ids are its text re-tokenized); LoadGen
+        times with it (TPOT, tokens/s)."""
 
     def fail(self, error: BaseException) -> None: ...
 
@@ -71,13 +76,15 @@ class CollectingStream:
 
     def __init__(self) -> None:
         self.tokens: list[int] = []
+        self.n_tokens: int | None = None  # the count given to finish(), else len(tokens)
         self.done = threading.Event()
         self.error: BaseException | None = None
 
     def emit(self, token_ids: Sequence[int]) -> None:
         self.tokens.extend(token_ids)
 
-    def finish(self) -> None:
+    def finish(self, n_tokens: int | None = None) -> None:
+        self.n_tokens = len(self.tokens) if n_tokens is None else n_tokens
         self.done.set()
 
     def fail(self, error: BaseException) -> None:

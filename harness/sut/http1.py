@@ -9,11 +9,17 @@ this one costs a fraction of that (``python -m harness.bench.http_client``).
 A request submitted from another thread (LoadGen's) is written from that thread when a pooled
 connection is idle (``Client.start_threadsafe``): no hand-over to the loop's thread, which may be
 asleep or busy with other streams' chunks, before its bytes leave. Only the write happens there;
-the answer is read and handed on by the loop as usual.
+the answer is read and handed on by the loop as usual. That holds for https too: TLS is done here
+on memory buffers (``ssl.SSLObject``) over a plain TCP socket, under the connection's lock, so
+either thread can encrypt a request and write it in order (asyncio's own TLS transport lives on
+the loop's thread only).
 
-Scope, what OpenAI-compatible servers need: http and https, a keep-alive pool with a connection
-limit and a FIFO queue beyond it, Content-Length, chunked and close-delimited bodies, gzip and
-deflate, connect and read timeouts. Not: proxies, redirects, HTTP/2, pipelining, cookies.
+Scope, what OpenAI-compatible servers need: http and https (certificate checks by the given
+``ssl.SSLContext``; ALPN offers ``http/1.1`` only), an ``http://`` proxy (CONNECT tunnels for
+https, absolute-form requests for http), a keep-alive pool with a connection limit and a FIFO
+queue beyond it, Content-Length, chunked and close-delimited bodies, gzip and deflate, connect and
+read timeouts, a cap on a collected body. Not: redirects, HTTP/2 (a server answering in HTTP/2
+gets one clear error), pipelining, cookies.
 
 A request that finds its pooled connection closed by the server before any byte of the answer
 came back (an idle keep-alive connection the server had just dropped) is sent once more on a new
@@ -23,6 +29,7 @@ connection: the server never answered it. Every other failure is the caller's to
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
 import logging
 import os
@@ -33,14 +40,20 @@ import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 log = logging.getLogger(__name__)
 
 OnBody = Callable[[bytes], None]
 OnDone = Callable[["Response | None", "BaseException | None"], None]
 MAX_HEAD = 64 * 1024  # bytes of status line and headers accepted
-MAX_COLLECTED = 16 * 1024 * 1024  # bytes of a response body kept in memory
+MAX_COLLECTED = 16 * 1024 * 1024  # bytes of a response body kept in memory (an error body is cut there)
+_TLS_READ = 256 * 1024  # bytes of plaintext the TLS layer may hand over per call (one buffer per client)
+# An HTTP/2 server reading an HTTP/1.1 request answers with frames: a 9-byte header whose type
+# byte is SETTINGS (4) or GOAWAY (7), on stream 0.
+_H2_FRAME_TYPES = (4, 7)
+H2_ONLY = ("the server answered in HTTP/2; this client speaks HTTP/1.1 only (use the server's HTTP/1.1 "
+           "endpoint or an HTTP/1.1 proxy in front of it)")
 
 
 class HTTPError(Exception):
@@ -65,6 +78,19 @@ class ProtocolError(HTTPError):
     pass
 
 
+class BodyTooLarge(ProtocolError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"response body larger than {limit:,} bytes")
+        self.limit = limit
+
+
+def _h2_frame(head: bytes) -> bool:
+    """Whether the first bytes of an answer are an HTTP/2 frame (or preface), not a status line."""
+    if head.startswith(b"PRI * HTTP/2"):
+        return True
+    return len(head) >= 9 and head[3] in _H2_FRAME_TYPES and head[5:9] == b"\0\0\0\0"
+
+
 @dataclass(frozen=True)
 class Response:
     status: int
@@ -79,6 +105,7 @@ class Exchange:
     request: bytes
     on_body: OnBody | None
     on_done: OnDone
+    max_body: int = MAX_COLLECTED  # a 2xx body collected (no on_body) larger than this fails the request
     may_resend: bool = True
     done: bool = False
     conn: _Connection | None = None  # while it is being sent or answered
@@ -112,6 +139,7 @@ class _Framing:
     deliver: OnBody | None = None  # the caller's on_body, for a 2xx answer
     collected: list[bytes] = field(default_factory=list)
     size: int = 0
+    limit: int = 0  # a collected 2xx body may not pass this (BodyTooLarge); others are cut at MAX_COLLECTED
     inflate: Any = None  # a zlib decompressor, for gzip or deflate bodies
 
 
@@ -126,9 +154,17 @@ class _Connection(asyncio.Protocol):
         self.reused = False
         self.got_bytes = False  # any byte of the current answer
         self.last = 0.0  # time.monotonic() of the last write or read, for the read timeout
-        self.fd = -1  # the socket, for writes from other threads (plain TCP on POSIX only)
+        self.fd = -1  # the socket, for writes from other threads (POSIX)
         self.dead = False  # connection_lost has begun: no other thread may write any more
-        self.writing = threading.Lock()  # held by another thread's write, and by connection_lost
+        # Held by another thread's write, by connection_lost, and around every use of the TLS
+        # state: encrypting and writing happen together, so records reach the socket in order.
+        self.writing = threading.Lock()
+        self.rest = b""  # bytes a partial write from another thread left for the loop to write
+        self.tls: ssl.SSLObject | None = None
+        self.tls_in = self.tls_out = None  # its memory BIOs (ssl.MemoryBIO)
+        self.tunneling = False  # CONNECT sent to the proxy, its answer not yet read
+        self.tunnel = b""  # that answer so far
+        self.ready: asyncio.Future = client.loop.create_future()  # connected (tunnel and TLS handshake done)
 
     # -- asyncio.Protocol ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -137,9 +173,124 @@ class _Connection(asyncio.Protocol):
         sock = transport.get_extra_info("socket")
         if sock is not None and self.client.writes_from_any_thread:
             self.fd = sock.fileno()
+        c = self.client
+        if c.tunnel_request:  # through a proxy to an https origin: CONNECT first
+            self.tunneling = True
+            transport.write(c.tunnel_request)
+        else:
+            self._secure()
+
+    def _secure(self) -> None:
+        """Begin the TLS handshake (https), or be ready at once (http)."""
+        c = self.client
+        if c.ssl is None:
+            self._ready()
+            return
+        self.tls_in, self.tls_out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.tls = c.ssl.wrap_bio(self.tls_in, self.tls_out, server_hostname=c.host)
+        self._handshake()
+
+    def _ready(self, error: BaseException | None = None) -> None:
+        if self.ready.done():
+            return
+        if error is None:
+            self.ready.set_result(self)
+        else:
+            self.ready.set_exception(error)
+            self.close()
+
+    def _handshake(self) -> None:
+        assert self.tls is not None and self.transport is not None
+        with self.writing:
+            try:
+                self.tls.do_handshake()
+                done, error = True, None
+            except ssl.SSLWantReadError:
+                done, error = False, None
+            except (ssl.SSLError, ssl.CertificateError) as exc:
+                done, error = False, exc
+            out = self.tls_out.read()
+            if out:
+                self.transport.write(out)
+        if error is not None:
+            self._ready(ConnectError(self.client.host, self.client.port, tls_reason(error)))
+        elif done:
+            self._ready()
+
+    def _tunnel_answer(self, data: bytes) -> None:
+        """The proxy's answer to CONNECT: 200, then the tunnel carries TLS."""
+        self.tunnel += data
+        end = self.tunnel.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self.tunnel) > MAX_HEAD:
+                self._ready(ProtocolError("the proxy's answer to CONNECT is too large"))
+            return
+        status_line = self.tunnel[:end].split(b"\r\n", 1)[0].decode("latin-1")
+        self.tunneling, self.tunnel = False, b""
+        parts = status_line.split(" ", 2)
+        if len(parts) < 2 or parts[1] != "200":
+            c = self.client
+            self._ready(ConnectError(c.host, c.port, f"the proxy {c.proxy_host}:{c.proxy_port} refused CONNECT: "
+                                                     f"{status_line[:80]!r}"))
+            return
+        self._secure()
+
+    def _decrypt(self, data: bytes) -> bytes:
+        """TLS records in, plaintext out (b"" while the handshake runs or a record is incomplete)."""
+        assert self.tls is not None and self.transport is not None
+        if not self.ready.done():
+            self.tls_in.write(data)
+            self._handshake()
+            data = b""  # the handshake consumed it; any early application data is read below
+            if not self.ready.done() or self.ready.exception() is not None:
+                return b""
+        out: list[bytes] = []
+        view = self.client.tls_buffer  # read into one buffer: a fresh 256 KiB object per call costs more
+        with self.writing:
+            if data:
+                self.tls_in.write(data)
+            while True:
+                try:
+                    n = self.tls.read(_TLS_READ, view)
+                except ssl.SSLWantReadError:  # the rest is an incomplete record
+                    break
+                except ssl.SSLZeroReturnError:  # close_notify: the server is done with this connection
+                    break
+                if not n:
+                    break
+                out.append(bytes(view[:n]))
+                if not self.tls_in.pending and not self.tls.pending():  # all read: no exception needed
+                    break
+            reply = self.tls_out.read()  # e.g. a TLS 1.3 key update needs an answer
+            if reply:
+                self.transport.write(reply)
+        return b"".join(out)
+
+    def _write(self, data: bytes) -> None:
+        """Write from the loop's thread: after any bytes another thread's partial write left."""
+        assert self.transport is not None
+        with self.writing:
+            if self.tls is not None:
+                self.tls.write(data)
+                data = self.tls_out.read()
+            if self.rest:
+                data, self.rest = self.rest + data, b""
+            self.transport.write(data)
 
     def data_received(self, data: bytes) -> None:
         self.last = time.monotonic()
+        if self.tunneling:
+            self._tunnel_answer(data)
+            return
+        if self.tls is not None:
+            try:
+                data = self._decrypt(data)
+            except (ssl.SSLError, OSError) as exc:  # a corrupt record: this connection is done
+                self._ready(ConnectError(self.client.host, self.client.port, tls_reason(exc)))
+                self.fail(ConnectionLost(f"TLS failed: {tls_reason(exc)}"))
+                return
+            if not data:
+                return
         if self.ex is None:  # bytes nobody asked for: this connection cannot be trusted again
             self.close()
             return
@@ -159,6 +310,11 @@ class _Connection(asyncio.Protocol):
         # finished before (it holds ``writing``) or sees ``dead`` and leaves the fd alone.
         with self.writing:
             self.dead = True
+        if not self.ready.done():
+            c = self.client
+            why = "the proxy closed the tunnel" if self.tunneling else (
+                "closed during the TLS handshake" if self.tls is not None else "closed at once")
+            self._ready(ConnectError(c.host, c.port, why))
         ex = self.ex
         self.ex = None
         if ex is not None and not ex.done:
@@ -178,7 +334,7 @@ class _Connection(asyncio.Protocol):
         assert self.transport is not None
         self._begin(ex)
         try:
-            self.transport.write(ex.request)
+            self._write(ex.request)
         except Exception as exc:  # the request must end either way, never wait forever
             self.fail(exc)
 
@@ -189,23 +345,36 @@ class _Connection(asyncio.Protocol):
         with self.writing:
             transport = self.transport
             if (self.fd < 0 or self.dead or transport is None or transport.is_closing()
-                    or transport.get_write_buffer_size()):
+                    or transport.get_write_buffer_size() or self.rest or not self.ready.done()):
                 return False
             self._begin(ex)  # before the write: the answer may be read before os.write returns
+            data = ex.request
             try:
-                sent = os.write(self.fd, ex.request)
+                if self.tls is not None:
+                    self.tls.write(data)
+                    data = self.tls_out.read()
+            except ssl.SSLError as exc:  # a TLS session that cannot send any more: the loop fails it
+                self.client.loop.call_soon_threadsafe(self.fail, ConnectionLost(f"TLS failed: {tls_reason(exc)}"))
+                return True
+            try:
+                sent = os.write(self.fd, data)
             except BlockingIOError:
                 sent = 0
             except OSError as exc:  # the peer is gone: the loop's connection_lost settles or resends
                 log.debug("writing a request from another thread failed: %s", exc)
                 return True
-        if sent < len(ex.request):  # the socket buffer is full: the loop writes the rest, in order
-            self.client.loop.call_soon_threadsafe(self._write_rest, ex, ex.request[sent:])
+            if sent < len(data):  # the socket buffer is full: the loop writes the rest, before anything else
+                self.rest = data[sent:]
+        if sent < len(data):
+            self.client.loop.call_soon_threadsafe(self._write_rest)
         return True
 
-    def _write_rest(self, ex: Exchange, rest: bytes) -> None:
-        if self.ex is ex and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(rest)
+    def _write_rest(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            with self.writing:
+                rest, self.rest = self.rest, b""
+                if rest:
+                    self.transport.write(rest)
 
     def _begin(self, ex: Exchange) -> None:
         self.last = time.monotonic()  # first: the watchdog reads it once ``ex`` is set
@@ -247,9 +416,13 @@ class _Connection(asyncio.Protocol):
         while True:
             end = self.buf.find(b"\r\n\r\n")
             if end < 0:
+                if _h2_frame(self.buf):
+                    raise ProtocolError(H2_ONLY)
                 if len(self.buf) > MAX_HEAD:
                     raise ProtocolError("response head too large")
                 return False
+            if not self.buf.startswith(b"HTTP/") and _h2_frame(self.buf):
+                raise ProtocolError(H2_ONLY)
             lines = self.buf[:end].decode("latin-1").split("\r\n")
             self.buf = self.buf[end + 4:]
             try:
@@ -262,6 +435,8 @@ class _Connection(asyncio.Protocol):
                     headers[name] = f"{headers[name]}, {value.strip()}" if name in headers else value.strip()
             except ValueError:
                 raise ProtocolError(f"malformed response head: {lines[0][:80]!r}") from None
+            if version.startswith("HTTP/2"):
+                raise ProtocolError(H2_ONLY)
             if not version.startswith("HTTP/1."):
                 raise ProtocolError(f"not an HTTP/1.x response: {lines[0][:80]!r}")
             if 100 <= f.status < 200:  # 100 Continue and friends: the real answer follows
@@ -271,6 +446,7 @@ class _Connection(asyncio.Protocol):
         ex = self.ex
         assert ex is not None
         f.deliver = ex.on_body if 200 <= f.status < 300 else None
+        f.limit = ex.max_body if 200 <= f.status < 300 else MAX_COLLECTED
         encoding = f.headers.get("content-encoding", "identity").lower()
         if encoding in ("gzip", "x-gzip", "deflate"):
             f.inflate = zlib.decompressobj(16 + zlib.MAX_WBITS if "gzip" in encoding else zlib.MAX_WBITS)
@@ -338,9 +514,14 @@ class _Connection(asyncio.Protocol):
             return
         if f.deliver is not None:
             f.deliver(data)
-        elif f.size < MAX_COLLECTED:
+        elif f.size + len(data) <= f.limit:
             f.collected.append(data)
             f.size += len(data)
+        elif 200 <= f.status < 300:  # an answer far larger than asked for: stop reading it, keep nothing
+            raise BodyTooLarge(f.limit)
+        elif f.size < f.limit:  # an error body: its start says enough
+            f.collected.append(data[:f.limit - f.size])
+            f.size = f.limit
 
     def _finish(self, *, reusable: bool) -> None:
         f = self.f
@@ -355,6 +536,26 @@ class _Connection(asyncio.Protocol):
         else:
             self.close()
         ex.settle(Response(f.status, f.headers, b"".join(f.collected)))
+
+
+def tls_reason(exc: BaseException) -> str:
+    """A failed TLS handshake as a short reason, with what to do about a certificate."""
+    reason = getattr(exc, "reason", None) or ""
+    text = (getattr(exc, "verify_message", None) or str(exc)).split(" (_ssl.c")[0]
+    if "CERTIFICATE_VERIFY_FAILED" in str(exc) or isinstance(exc, ssl.CertificateError):
+        return (f"TLS certificate not trusted: {text[:160]} (sut.ca_bundle names the CA file that signed it; "
+                "sut.verify_tls=false skips the check)")
+    if "NO_APPLICATION_PROTOCOL" in reason or "NO_APPLICATION_PROTOCOL" in str(exc):
+        return "TLS: the server refused HTTP/1.1 (ALPN): it speaks HTTP/2 only; this client speaks HTTP/1.1"
+    return f"TLS failed: {text[:200]}"
+
+
+def proxy_authorization(proxy: SplitResult) -> str | None:
+    """A Basic Proxy-Authorization value from a proxy URL's user and password, if it has them."""
+    if proxy.username is None:
+        return None
+    pair = f"{unquote(proxy.username)}:{unquote(proxy.password or '')}"
+    return "Basic " + base64.b64encode(pair.encode()).decode("ascii")
 
 
 def parse_url(url: str) -> SplitResult:
@@ -392,9 +593,13 @@ class Client:
     Create, use and close it on one event loop. Requests beyond ``limit`` wait in a FIFO queue;
     the read timeout counts from the request's write or the last byte received, so a queued
     request is not timed out, and a stream that keeps sending is never cut.
+
+    ``ssl_context`` checks an https origin's certificate (default: the system's CAs); ``proxy``,
+    an ``http://[user:password@]host:port`` URL, is used for every connection.
     """
 
-    def __init__(self, base_url: str, *, limit: int, connect_timeout_s: float, read_timeout_s: float) -> None:
+    def __init__(self, base_url: str, *, limit: int, connect_timeout_s: float, read_timeout_s: float,
+                 ssl_context: ssl.SSLContext | None = None, proxy: str | None = None) -> None:
         u = parse_url(base_url)
         assert u.hostname is not None
         self.host = u.hostname
@@ -402,9 +607,29 @@ class Client:
         default = u.port is None or u.port == (443 if u.scheme == "https" else 80)
         host = f"[{u.hostname}]" if ":" in u.hostname else u.hostname  # an IPv6 literal
         self.authority = host if default else f"{host}:{self.port}"
-        self.ssl = ssl.create_default_context() if u.scheme == "https" else None
-        # start_threadsafe writes the socket itself: plain TCP only (TLS state lives in the loop)
-        self.writes_from_any_thread = self.ssl is None and os.name == "posix"
+        self.ssl: ssl.SSLContext | None = None
+        self.tls_buffer = memoryview(bytearray(_TLS_READ if u.scheme == "https" else 0))  # decrypted on the loop
+        if u.scheme == "https":
+            self.ssl = ssl_context or ssl.create_default_context()
+            self.ssl.set_alpn_protocols(["http/1.1"])
+        # start_threadsafe writes the socket itself (TLS too: see _Connection._write)
+        self.writes_from_any_thread = os.name == "posix"
+        self.proxy_host = self.proxy_port = None
+        self.absolute_form = False  # http through a proxy: the request line names the whole URL
+        self.tunnel_request = b""  # https through a proxy: CONNECT first
+        self.proxy_auth: str | None = None
+        if proxy:
+            pu = urlsplit(proxy)
+            if pu.scheme != "http" or not pu.hostname:
+                raise ValueError(f"not an http:// proxy URL: {pu.scheme}://{pu.hostname or ''}")
+            self.proxy_host, self.proxy_port = pu.hostname, pu.port or 80
+            self.proxy_auth = proxy_authorization(pu)
+            auth = f"Proxy-Authorization: {self.proxy_auth}\r\n" if self.proxy_auth else ""
+            if self.ssl is not None:
+                target = f"{host}:{self.port}"
+                self.tunnel_request = f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n{auth}\r\n".encode("latin-1")
+            else:
+                self.absolute_form = True
         self.limit = limit
         self.connect_timeout_s = connect_timeout_s
         self.read_timeout_s = read_timeout_s
@@ -427,29 +652,34 @@ class Client:
         await self.close()
 
     def request_bytes(self, method: str, path: str, headers: Mapping[str, str], body: bytes | None) -> bytes:
-        head = [f"{method} {path} HTTP/1.1", f"Host: {self.authority}", "Accept-Encoding: identity"]
+        target = f"http://{self.authority}{path}" if self.absolute_form else path
+        head = [f"{method} {target} HTTP/1.1", f"Host: {self.authority}", "Accept-Encoding: identity"]
+        if self.absolute_form and self.proxy_auth:
+            head.append(f"Proxy-Authorization: {self.proxy_auth}")
         head += [f"{k}: {v}" for k, v in headers.items()]
         if body is not None:
             head.append(f"Content-Length: {len(body)}")
         return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + (body or b"")
 
     def start(self, method: str, path: str, *, headers: Mapping[str, str] | None = None, body: bytes | None = None,
-              on_body: OnBody | None = None, on_done: OnDone) -> Exchange:
+              on_body: OnBody | None = None, on_done: OnDone, max_body: int = MAX_COLLECTED) -> Exchange:
         """Send one request from the loop's thread; its bytes are written now when a pooled
         connection is free (no task, no loop iteration in between). A 2xx body goes to ``on_body``
-        as it arrives when one is given; ``on_done(response, None)`` or ``on_done(None, error)``
-        comes once, with ConnectError, ReadTimeout, ConnectionLost, ProtocolError, or what
-        ``on_body`` raised. The exchange returned can be cancelled."""
-        ex = Exchange(self.request_bytes(method, path, headers or {}, body), on_body, on_done)
+        as it arrives when one is given, else is collected up to ``max_body`` bytes (BodyTooLarge
+        beyond); ``on_done(response, None)`` or ``on_done(None, error)`` comes once, with
+        ConnectError, ReadTimeout, ConnectionLost, ProtocolError, or what ``on_body`` raised. The
+        exchange returned can be cancelled."""
+        ex = Exchange(self.request_bytes(method, path, headers or {}, body), on_body, on_done, max_body)
         self._dispatch_new(ex)
         return ex
 
     def start_threadsafe(self, method: str, path: str, *, headers: Mapping[str, str] | None = None,
-                         body: bytes | None = None, on_body: OnBody | None = None, on_done: OnDone) -> None:
+                         body: bytes | None = None, on_body: OnBody | None = None, on_done: OnDone,
+                         max_body: int = MAX_COLLECTED) -> None:
         """``start`` from any thread. The request is written from the calling thread when an idle
         pooled connection can take it, else handed to the loop (``call_soon_threadsafe``); the
         answer and ``on_done`` come on the loop's thread either way."""
-        ex = Exchange(self.request_bytes(method, path, headers or {}, body), on_body, on_done)
+        ex = Exchange(self.request_bytes(method, path, headers or {}, body), on_body, on_done, max_body)
         if self.writes_from_any_thread:
             with self.lock:
                 conn = self.idle.pop() if self.idle and not self.closed else None
@@ -489,10 +719,11 @@ class Client:
                 log.exception("a submitted call failed on the HTTP client's loop")
 
     async def request(self, method: str, path: str, *, headers: Mapping[str, str] | None = None,
-                      body: bytes | None = None, on_body: OnBody | None = None) -> Response:
+                      body: bytes | None = None, on_body: OnBody | None = None,
+                      max_body: int = MAX_COLLECTED) -> Response:
         """``start``, awaited: the response, or the error raised."""
         return await awaited(lambda done: self.start(method, path, headers=headers, body=body, on_body=on_body,
-                                                     on_done=done))
+                                                     on_done=done, max_body=max_body))
 
     async def warm(self, n: int) -> int:
         """Open up to ``n`` idle connections now (bounded by ``limit``); how many are open."""
@@ -553,16 +784,27 @@ class Client:
             conn.start(ex)
 
     async def _connect(self) -> _Connection:
-        """A new connection, counted in ``conns``; the caller counts it in ``opening`` meanwhile."""
+        """A new connection (through the proxy, TLS handshake done), counted in ``conns``; the
+        caller counts it in ``opening`` meanwhile."""
+        host, port = (self.proxy_host, self.proxy_port) if self.proxy_host else (self.host, self.port)
+
+        async def connect() -> _Connection:
+            _, conn = await self.loop.create_connection(lambda: _Connection(self), host, port)
+            try:
+                return await conn.ready
+            except BaseException:
+                conn.close()
+                raise
+
         try:
-            _, conn = await asyncio.wait_for(
-                self.loop.create_connection(lambda: _Connection(self), self.host, self.port, ssl=self.ssl,
-                                            server_hostname=self.host if self.ssl else None),
-                self.connect_timeout_s)
+            conn = await asyncio.wait_for(connect(), self.connect_timeout_s)
         except TimeoutError:
             raise ConnectError(self.host, self.port, f"no connection within {self.connect_timeout_s:g} s") from None
+        except HTTPError:
+            raise
         except OSError as exc:
-            raise ConnectError(self.host, self.port, exc.strerror or type(exc).__name__) from None
+            via = f" (via the proxy {host}:{port})" if self.proxy_host else ""
+            raise ConnectError(self.host, self.port, (exc.strerror or type(exc).__name__) + via) from None
         self.conns.add(conn)
         return conn
 

@@ -1,9 +1,12 @@
 """Tokenizers that turn a server's text back into output token ids for LoadGen (``sut=openai``).
 
-Used only when the server does not return token ids. Output text is encoded once per request,
-whole and without special tokens (encoding chunk by chunk adds a BOS per chunk and changes counts
-at chunk boundaries). Both tokenizers round-trip: ``decode(encode(text)) == text``, which the
-accuracy test needs.
+Used only when the server does not return token ids: the ids are what the accuracy log holds
+(decoded again to score the text), while the count LoadGen times with is the server's own usage
+when it reports one (``COUNT_SOURCES``: server ids, server usage, the model's tokenizer, the
+dataset's word tokenizer, best first; only the last is approximate). Output text is encoded once
+per request, whole and without special tokens (encoding chunk by chunk adds a BOS per chunk and
+changes counts at chunk boundaries). Both tokenizers round-trip: ``decode(encode(text)) == text``
+for the word tokenizer, and the model's tokenizer's own decoding otherwise.
 """
 
 from __future__ import annotations
@@ -13,6 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from harness.sut.tokenizer import _PIECE, WordTokenizer
+
+# Where the output count LoadGen gets comes from, best first (results.json: token_count_source).
+SERVER_IDS = "server token ids"
+SERVER_USAGE = "server usage"
+MODEL_TOKENIZER = "model tokenizer"
+WORD_TOKENIZER = "dataset word tokenizer"
+COUNT_SOURCES = (SERVER_IDS, SERVER_USAGE, MODEL_TOKENIZER, WORD_TOKENIZER)
+APPROXIMATE_SOURCES = frozenset({WORD_TOKENIZER})
 
 # Pieces missing from the vocabulary are spelled in UTF-8 byte groups of up to 3 bytes, one id
 # each: (length << 24 | bytes) above BYTE_BASE, which stays inside int32 (LoadGen's token type).
@@ -26,6 +37,7 @@ class OpenWordTokenizer(WordTokenizer):
     def __init__(self, corpus: Iterable[str]) -> None:
         super().__init__(corpus)
         self.name = "word tokenizer of the dataset (counts approximate the model's)"
+        self.source = WORD_TOKENIZER
 
     def encode(self, text: str) -> list[int]:
         ids: list[int] = []
@@ -64,6 +76,7 @@ class HFOutputTokenizer:
         self.hf = hf
         self.eos_token_id = hf.eos_token_id
         self.name = name
+        self.source = MODEL_TOKENIZER
 
     def encode(self, text: str) -> list[int]:
         return list(self.hf.encode(text, add_special_tokens=False))

@@ -76,3 +76,19 @@ def test_the_audit_command_exits_4_and_names_the_sample(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         audit_main([str(a), "--same-tokens-as", str(tmp_path / "missing")])
     assert exit_.value.code == 2 and "not found" in capsys.readouterr().err
+
+
+def test_text_comparison_names_differences_and_explains_a_trailing_incomplete_character():
+    from harness.accuracy.lossless import compare_texts
+
+    ours = {0: "same text", 1: "cut inside a char \ufffd", 2: "one thing", 3: "only here"}
+    theirs = {0: "same text", 1: "cut inside a char ", 2: "another thing"}
+    report = compare_texts(ours, theirs, "a.json", "b.json", "a holds re-tokenized text")
+    assert report.basis == "text" and report.trailing_partial == (1,) and report.only_in_log == (3,)
+    assert [(d.qsl_idx, d.first_difference) for d in report.differences] == [(2, 0)]
+    text = "\n".join(report.lines())
+    assert text.startswith("compared 3 samples by text: a.json vs b.json\n(text, not token ids: a holds")
+    assert "sample 2: text differs from position 0 (9 vs 13 characters)" in text
+    assert "samples 1: same text but for a trailing incomplete UTF-8 character" in text
+    assert text.endswith("text: 1 samples differ")
+    assert compare_texts({0: "x\ufffd"}, {0: "x"}, "a", "b", "why").identical

@@ -8,7 +8,8 @@ from harness.bench.http_client import Placement, stalls, summarize, wakeup
 
 
 def one(p50: float, p99: float, rc: int = 0) -> dict:
-    return {"client": "harness", "streams": 32, "placement": "split", "sent": 600, "measured": 568, "rc": rc,
+    return {"client": "harness", "streams": 32, "placement": "split", "sent": 600, "scheme": "http", "measured": 568,
+            "rc": rc,
             "log": "x.log", "ttft_err_ms": {"p50": p50, "p99": p99}, "tpot_err_ms": {"p50": p50 / 10, "p99": p99 / 10}}
 
 

@@ -16,6 +16,7 @@ import pytest
 
 from harness.bench.http_client import server_records
 from harness.bench.reference_clients import ClientRun, Measured, command, match, read, run
+from harness.bench.tls import make_certificates
 from tests.openai_servers import stub
 
 
@@ -68,12 +69,16 @@ def test_commands_name_the_stub_and_the_load(tmp_path):
         command("vegeta", "x", url="u", streams=1, requests=1, tokens=1, tokenizer=tmp_path, out=tmp_path)
 
 
-def test_the_harness_client_runs_against_the_stub_and_matches_every_request(tmp_path):
-    with stub("--ttft-ms", "20", "--tpot-ms", "2", "--tokens", "8") as url:
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_the_harness_client_runs_against_the_stub_and_matches_every_request(tmp_path, scheme):
+    certs = make_certificates(tmp_path / "tls") if scheme == "https" else None
+    tls = ["--tls", str(certs.cert.parent)] if certs else []
+    with stub("--ttft-ms", "20", "--tpot-ms", "2", "--tokens", "8", *tls) as url:
+        assert url.startswith(f"{scheme}://")
         result = run("harness", sys.executable, url=url, streams=2, requests=6, tokens=8, tokenizer=tmp_path,
-                     out=tmp_path, timeout_s=60)
-        pairs = match(result, server_records(url))
-    assert result.returncode == 0 and result.cpu_s > 0 and len(pairs) == 6
+                     out=tmp_path, timeout_s=60, ca=certs.ca if certs else None)
+        pairs = match(result, server_records(url, certs))
+    assert result.returncode == 0 and result.cpu_s > 0 and len(pairs) == 6, result.log.read_text()[-2000:]
     tpot_errors = []
     for measured, record in pairs:
         server_ttft = record["first"] - record["arrival"]

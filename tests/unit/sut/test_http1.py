@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import ssl
 import threading
 import time
 from collections.abc import Callable
 
 import pytest
 
+from harness.bench.tls import make_certificates
 from harness.sut import http1
 
 CHUNKED_SSE = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -26,8 +28,9 @@ class ScriptedServer:
     """Answers the n-th request on any connection with ``answers[n]`` (bytes, or a callable taking
     the writer), written ``piece`` bytes at a time so the client sees them split anywhere."""
 
-    def __init__(self, answers: list[bytes | Callable], piece: int = 0, close_after: bool = False) -> None:
-        self.answers, self.piece, self.close_after = answers, piece, close_after
+    def __init__(self, answers: list[bytes | Callable], piece: int = 0, close_after: bool = False,
+                 tls: ssl.SSLContext | None = None) -> None:
+        self.answers, self.piece, self.close_after, self.tls = answers, piece, close_after, tls
         self.requests: list[bytes] = []
         self.arrivals: list[float] = []  # perf_counter() when each request had been read
         self.connections = 0
@@ -65,8 +68,8 @@ class ScriptedServer:
             self.open -= 1
 
     async def __aenter__(self) -> str:
-        self.server = await asyncio.start_server(self.handle, "127.0.0.1", 0)
-        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/v1"
+        self.server = await asyncio.start_server(self.handle, "127.0.0.1", 0, ssl=self.tls)
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/v1"
 
     async def __aexit__(self, *exc: object) -> None:
         self.server.close()
@@ -316,15 +319,23 @@ class LoopThread:
         self.thread.join(5)
 
 
-def test_start_threadsafe_writes_from_the_calling_thread_while_the_loop_is_busy():
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    return make_certificates(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_start_threadsafe_writes_from_the_calling_thread_while_the_loop_is_busy(scheme, certs):
     """The request leaves at once even when the client's loop cannot run (busy with other
-    streams' chunks, or not yet awake); the answer is then read, and on_done called, on the loop."""
-    server = ScriptedServer([length_response(b"a")])
+    streams' chunks, or not yet awake); the answer is then read, and on_done called, on the loop.
+    Over TLS too: the request is encrypted on the calling thread."""
+    tls = certs.server_context() if scheme == "https" else None
+    server = ScriptedServer([length_response(b"a")], tls=tls)
     with LoopThread() as srv, LoopThread() as cli:
         url = srv.call(server.__aenter__())
 
         async def make() -> http1.Client:
-            c = client(url, limit=1)
+            c = client(url, limit=1, ssl_context=ssl.create_default_context(cafile=str(certs.ca)))
             await c.warm(1)
             return c
 
@@ -382,3 +393,64 @@ def test_start_threadsafe_with_no_idle_connection_hands_the_request_to_the_loop(
     assert [r[1] for r in results[:3]] == [b"a", b"b", b"c"] and server.connections == 1
     assert isinstance(results[3][1], http1.HTTPError) and "closed" in str(results[3][1])
     assert {r[0] for r in results} == {cli.thread.ident}
+
+
+@pytest.mark.parametrize("piece", [0, 7])
+def test_https_keeps_alive_streams_and_checks_the_certificate(certs, piece):
+    async def go():
+        server = ScriptedServer([length_response(b"hello"), CHUNKED_SSE], piece=piece, tls=certs.server_context())
+        async with server as url:
+            trusted = ssl.create_default_context(cafile=str(certs.ca))
+            async with client(url, ssl_context=trusted) as c:
+                first = await c.request("GET", "/x")
+                got: list[bytes] = []
+                await c.request("POST", "/v1", body=b"{}", on_body=got.append)
+            async with client(url) as c:  # the system's CAs do not know this one
+                with pytest.raises(http1.ConnectError, match=r"TLS certificate not trusted.*sut.ca_bundle"):
+                    await c.request("GET", "/x")
+        return server, first, b"".join(got)
+
+    server, first, body = run(go())
+    # one keep-alive connection; the untrusting client never got past its handshake
+    assert first.body == b"hello" and body == b"data: a\ndata: bcdefghij\n" and server.connections == 1
+
+
+def test_a_collected_2xx_body_past_max_body_fails_the_request_and_its_connection():
+    big = b"x" * 100_000
+
+    async def go():
+        server = ScriptedServer([length_response(big), length_response(big, status=500), length_response(b"ok")])
+        async with server as url, client(url) as c:
+            with pytest.raises(http1.BodyTooLarge, match="larger than 1,000 bytes"):
+                await c.request("POST", "/", body=b"{}", max_body=1000)
+            error = await c.request("POST", "/", body=b"{}", max_body=1000)  # an error body: kept (to MAX_COLLECTED)
+            after = await c.request("GET", "/")
+        return error, after, server
+
+    error, after, server = run(go())
+    assert error.status == 500 and len(error.body) == 100_000  # under MAX_COLLECTED: whole
+    assert after.body == b"ok" and server.connections == 2  # the cut connection was not reused
+
+
+@pytest.mark.parametrize("answer", [
+    b"\x00\x00\x00\x04\x00\x00\x00\x00\x00\x00\x00\x08\x07\x00\x00\x00\x00\x00" + bytes(8),  # SETTINGS, GOAWAY
+    b"HTTP/2 200\r\ncontent-length: 0\r\n\r\n",
+])
+def test_an_http2_answer_is_named_in_one_line(answer):
+    async def go():
+        async with ScriptedServer([answer]) as url, client(url) as c:
+            with pytest.raises(http1.ProtocolError, match=r"^the server answered in HTTP/2; this client speaks"):
+                await c.request("GET", "/")
+
+    run(go())
+
+
+def test_a_proxy_refusing_connect_is_a_connect_error():
+    async def go():
+        async with ScriptedServer([b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n"]) as proxy_url:
+            proxy = proxy_url.removesuffix("/v1")
+            async with client("https://example.invalid/v1", proxy=proxy) as c:
+                with pytest.raises(http1.ConnectError, match=r"refused CONNECT: 'HTTP/1.1 403 Forbidden'"):
+                    await c.request("GET", "/")
+
+    run(go())

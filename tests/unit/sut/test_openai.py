@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import re
-import socket
 import time
 
 import pytest
@@ -15,7 +14,7 @@ from harness.sut.base import CollectingStream, Sample
 from harness.sut.openai import OpenAIParams, OpenAISUT
 from harness.sut.openai_client import Endpoint, request_body
 from harness.sut.openai_tokens import OpenWordTokenizer
-from tests.openai_servers import stub
+from tests.openai_servers import fake, free_port, stub
 
 CTX = SUTContext(corpus=["Some words here.", "t0 t1"], max_new_tokens=8)
 SAMPLE = Sample(index=0, prompt="Hello there.", text="Hello there.")
@@ -44,12 +43,6 @@ def streamed(sut: OpenAISUT, timeout: float = 10) -> Recorder:
     sut.submit(SAMPLE, rec)
     assert rec.done.wait(timeout), "stream did not end"
     return rec
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_request_body_is_greedy_and_asks_for_usage():
@@ -91,7 +84,7 @@ def test_an_unset_api_key_variable_is_a_config_error(monkeypatch):
 def test_first_token_is_the_first_content_chunk_not_the_role_chunk():
     # The stub sends an empty role chunk at once and the first content after 150 ms.
     with stub("--ttft-ms", "150", "--tpot-ms", "5", "--tokens", "6") as url:
-        sut = make(url, api="chat", return_token_ids=True)
+        sut = make(url, api="chat", return_token_ids=True, tokenizer_path="embedded")
         try:
             rec = streamed(sut)
         finally:
@@ -101,24 +94,74 @@ def test_first_token_is_the_first_content_chunk_not_the_role_chunk():
     assert rec.tokens == list(range(100, 106))  # the server's ids, one chunk each
     stats = sut.stats()
     assert stats["usage_reported"] == 1 and stats["usage_mismatches"] == 0 and stats["token_ids_from_server"] == 1
+    assert stats["token_count_source"] == "server token ids" and stats["output_token_ids"] == "server"
 
 
-def test_text_is_tokenized_once_and_count_disagreement_is_reported(caplog):
+def test_without_ids_the_count_is_the_servers_usage_and_the_ids_are_the_text_re_tokenized(caplog):
     with stub("--tokens", "4") as url:
         sut = make(url)  # no ids: the dataset word tokenizer counts " t0" as 2 tokens, the server as 1
         try:
             rec = streamed(sut)
             completions = sut.generate([SAMPLE, Sample(1, "x", "x")])
         finally:
-            with caplog.at_level(logging.WARNING, logger="harness.sut.openai"):
+            with caplog.at_level(logging.INFO, logger="harness.sut.openai"):
                 sut.close()
     tok = sut.tokenizer
-    assert rec.error is None and tok.decode(rec.tokens) == " t0 t1 t2 t3"
+    assert rec.error is None and tok.decode(rec.tokens) == " t0 t1 t2 t3"  # the accuracy log keeps the text
+    assert rec.n_tokens == 4 and len(rec.tokens) == 8  # LoadGen times with the server's count
     assert [tok.decode(c.token_ids) for c in completions] == [" t0 t1 t2 t3"] * 2
+    assert [c.n_tokens for c in completions] == [4, 4]
     stats = sut.stats()
     assert stats["requests"] == 3 and stats["usage_mismatch_rate"] == 1.0
     assert stats["server_completion_tokens"] == 12 and stats["client_completion_tokens"] == 24
-    assert "usage count differs" in caplog.text
+    assert stats["counted_tokens"] == 12 and stats["token_count_source"] == "server usage"
+    assert stats["token_count_sources"] == {"server usage": 3} and stats["token_counts_approximate"] is False
+    assert stats["output_token_ids"] == "re-tokenized" and "word tokenizer" in stats["retokenizer"]
+    assert "LoadGen timed with the server's count" in caplog.text and "approximate" not in caplog.text
+
+
+def test_without_ids_or_usage_the_word_tokenizer_counts_and_says_it_is_approximate(caplog):
+    with fake("--no-usage", "--tokens", "4", "--ttft-ms", "0", "--tpot-ms", "0") as url:
+        sut = make(url)
+        try:
+            rec = streamed(sut)
+            (completion,) = sut.generate([SAMPLE])
+        finally:
+            with caplog.at_level(logging.WARNING, logger="harness.sut.openai"):
+                sut.close()
+    # " alpha0" is one token to the server, 2+ pieces to the word tokenizer: the count is not the truth (4)
+    assert rec.error is None and rec.n_tokens == len(rec.tokens) > 4
+    assert completion.n_tokens is None and len(completion.token_ids) == len(rec.tokens)
+    assert sut.tokenizer.decode(rec.tokens) == " alpha0 bravo1 charlie2 delta3"
+    stats = sut.stats()
+    assert stats["token_count_source"] == "dataset word tokenizer" and stats["token_counts_approximate"] is True
+    assert "TPOT and tokens/s are approximate" in caplog.text
+
+
+def test_without_usage_the_models_tokenizer_counts_and_is_not_approximate():
+    from transformers import AutoTokenizer
+
+    from harness.sut.tiny_model import ensure_tiny_model
+
+    with fake("--no-usage", "--tokens", "4", "--ttft-ms", "0", "--tpot-ms", "0") as url:
+        sut = make(url, tokenizer_path="embedded")
+        try:
+            rec = streamed(sut)
+        finally:
+            sut.close()
+    hf = AutoTokenizer.from_pretrained(ensure_tiny_model())
+    truth = hf.encode(" alpha0 bravo1 charlie2 delta3", add_special_tokens=False)
+    assert rec.tokens == truth and rec.n_tokens == len(truth)
+    stats = sut.stats()
+    assert stats["token_count_source"] == "model tokenizer" and stats["token_counts_approximate"] is False
+
+
+def test_return_token_ids_without_the_models_tokenizer_is_refused_in_one_line():
+    params = OpenAIParams(base_url="http://127.0.0.1:9/v1", return_token_ids=True)
+    for call in (lambda: OpenAISUT.check(params, CTX), lambda: OpenAISUT.create(params, CTX)):
+        with pytest.raises(ConfigError, match=r"^sut.return_token_ids=true needs sut.tokenizer_path") as err:
+            call()
+        assert "\n" not in str(err.value)
 
 
 @pytest.mark.parametrize(("fault", "message"), [("500", "HTTP 500"), ("cut", "connection lost|cut mid-way"),
