@@ -43,6 +43,11 @@ class RequestError(Exception):
         self.retry_after = retry_after
 
 
+class RequestTimeout(RequestError, TimeoutError):
+    """The server stayed silent past ``sut.read_timeout_s``: a TimeoutError, so the bridge treats the
+    server as hung and fails the rest at once instead of waiting out the timeout for every sample."""
+
+
 class OverLimit(RequestError):
     """The server sent more than the request's max_tokens; ``excess`` tokens past it, where known
     (the server's ids or usage), else None (the text passed max_tokens x MAX_CHARS_PER_TOKEN)."""
@@ -273,7 +278,7 @@ def request_error(exc: BaseException) -> RequestError:
     if isinstance(exc, RequestError):
         return exc
     if isinstance(exc, http1.ReadTimeout):
-        return RequestError("read timeout: no data from the server within sut.read_timeout_s")
+        return RequestTimeout("read timeout: no data from the server within sut.read_timeout_s")
     if isinstance(exc, http1.BodyTooLarge):  # only a non-streamed answer is collected
         return OverLimit(f"a response of more than {exc.limit:,} bytes: far more than the request's max_tokens "
                          "allows (the limit was ignored)", None)

@@ -129,11 +129,24 @@ def test_faults_end_as_counted_errors_in_bounded_time(run):
         result = run("sut=openai", f"sut.base_url={url}", "sut.read_timeout_s=1", "mode=performance",
                      "run.max_errors=1000", *SMALL, *FAULTY_SERVER, timeout_s=90)
     assert time.monotonic() - start < 60
-    for message in ("HTTP 500", "connection lost|cut mid-way", "read timeout"):
+    for message in ("HTTP 500", "connection lost|cut mid-way", "read timeout",
+                    "gave up on the SUT: sample .* timed out"):  # a hung server: the rest fail at once
         assert any(re.search(message, m) for m in result.error_messages), (message, result.error_messages)
     stats = result.extra["sut_stats"]["performance"]
-    assert result.errors >= 3 and stats["errors"] == result.errors  # one failed request, one failed sample
-    assert stats["requests"] == result.extra["samples_issued"]["performance"]  # no retries
+    assert result.errors >= 3 and stats["errors"] >= 3  # one failed request, one failed sample
+    assert stats["requests"] <= result.extra["samples_issued"]["performance"]  # no retries
+    assert result.verdict == "FAILED"
+
+
+@pytest.mark.parametrize("scenario", ["single_stream", "server"])
+def test_a_silent_server_ends_the_run_within_one_read_timeout(run, scenario):
+    # Before: SingleStream waited out sut.read_timeout_s for run.max_errors (10) samples in turn.
+    with stub("--fault", "hang", "--fault-every", "1") as url:
+        start = time.monotonic()
+        result = run("sut=openai", f"sut.base_url={url}", "sut.read_timeout_s=2", "sut.preflight=false",
+                     "mode=performance", f"scenario={scenario}", *QUICK[scenario], timeout_s=90)
+    assert time.monotonic() - start < 15  # one read timeout (2 s), the give-up grace (2 s), process start
+    assert result.verdict == "FAILED" and any("gave up on the SUT" in m for m in result.error_messages)
 
 
 def test_a_server_that_dies_mid_run_ends_the_run_with_errors(run):
