@@ -121,13 +121,15 @@ class Round:
         self.parent: str | None = None
         self.earlier: dict[tuple[str, ...], JobReport] = {}  # a resumed round's jobs, by job_key
         self.todo: list[int] = []  # the jobs launched now
+        self.attempts: list[JobReport] = []  # a resumed round's child runs, every attempt
 
     def run(self) -> list[JobReport | None]:
         hc = self.sweeper.config.hydra  # type: ignore[union-attr]
         tracking, resume = self._round_settings()
         if resume:
             self.parent, children = self.tracking.find_round(tracking, resume)
-            for report in (JobReport.of_run(r) for r in children):  # the latest, a FINISHED one first
+            self.attempts = [JobReport.of_run(r) for r in children]
+            for report in self.attempts:  # per job: the latest run, a FINISHED one first
                 known = self.earlier.get(report.key)
                 if known is None or known.status != "FINISHED" or report.status == "FINISHED":
                     self.earlier[report.key] = report
@@ -246,11 +248,17 @@ class Round:
             _say(self.redactor.text(table))
         if not self.parent:
             return []
-        self.tracking.tag_runs(self.parent, {
+        tags: dict[str, dict[str, Any]] = {
             r.run_id: {"host": r.host, "shared_host_with": ", ".join(
                 f"job {j}" + (f" ({reports[j].run_id})" if reports[j].run_id else "")  # type: ignore[union-attr]
                 for j in shared.get(index[id(r)], [])) or "none"}
-            for r in present if r.run_id})
+            for r in present if r.run_id}
+        for i in self.todo:  # an earlier attempt's run of a job run again: harness-compare --round leaves it out
+            if reports[i] is not None and reports[i].run_id:  # type: ignore[union-attr]
+                for old in self.attempts:
+                    if old.key == job_key(self.jobs[i]) and old.run_id and old.status != "FINISHED":
+                        tags[old.run_id] = {"superseded_by": reports[i].run_id}  # type: ignore[union-attr]
+        self.tracking.tag_runs(self.parent, tags)
         failed = killed or any(r is None or r.status != "FINISHED" for r in reports)
         finished = sum(1 for r in reports if r is not None and r.status == "FINISHED")
         return self.tracking.end_rounds(table, failed=failed, killed=killed,
