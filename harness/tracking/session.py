@@ -98,6 +98,8 @@ class TrackingSession:
             # A peak search's parent is opened in this process; a round's by the round sweeper, which
             # hands its id to every job, wherever the job runs.
             parent = group.run_id if group is not None else config.round.parent if job.round_dir else None
+            if parent is not None and group is None:  # opened by the launching host: is it this store?
+                _parent_here(store, parent)
             run_tags = {**schema.tags(plain, None, env), "role": "job", "run_dir": str(job.output_dir),
                         "overrides": shlex.join(job.overrides), "host": (env.get("os") or {}).get("hostname")}
             if job.round_dir is not None:
@@ -321,6 +323,19 @@ class TrackingSession:
         self._dead.add(key)
         what = "nothing was logged to MLflow" if consequence == "start" else consequence
         log.warning("tracking: %s: %s; local results in %s", exc, what, where)
+
+
+def _parent_here(store: Store, parent: str) -> None:
+    """TrackingError unless ``parent`` is a run of ``store``: a job resolving ``tracking.uri`` to
+    another store than the host that launched it (``$MLFLOW_TRACKING_URI`` set there, not here)."""
+    try:
+        store.call("reading the round's parent run", store.client.get_run, parent)
+    except TrackingError as exc:
+        if getattr(exc.__cause__, "error_code", None) != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        raise TrackingError(f"MLflow store {shown(store.uri)} has no run {parent}, the round's parent run: this "
+                            "host resolves tracking.uri differently from the host that launched the round (give "
+                            "tracking.uri=... on the command line, or set MLFLOW_TRACKING_URI on every host)") from exc
 
 
 def run_status(error: BaseException | None) -> str:

@@ -231,3 +231,27 @@ def test_a_ray_round_on_a_local_head_node(tmp_path, mlflow_server):
     assert [c.info.status for c in children] == ["FINISHED", "FINISHED"]
     assert [c.data.tags["shared_host_with"] for c in children] == ["none", "none"]
     assert f"round of 2 runs: 2 FINISHED · MLflow parent run {parent.info.run_id}" in proc.stdout
+
+
+def test_a_job_whose_store_lacks_the_round_parent_opens_no_orphan_run(tmp_path, make_config):
+    """A job that resolves tracking.uri to another store than the host that launched the round
+    ($MLFLOW_TRACKING_URI set on one host only) says so, and opens no child there."""
+    from harness import environment
+    from harness.errors import TrackingError
+    from harness.redact import Redactor
+    from harness.tracking import JobInfo, TrackingSession
+
+    uri = f"sqlite:///{tmp_path}/here.db"
+    job = JobInfo(output_dir=tmp_path / "round" / "0_offline_echo", round_dir=tmp_path / "round", job_num=0)
+    env = environment.capture()
+    missing = "0123456789abcdef0123456789abcdef"
+    config = make_config("sut=echo", "tracking=mlflow", f"tracking.uri={uri}", f"round.parent={missing}")
+    assert TrackingSession().start(config, job, env, Redactor()) is None  # a warning, the benchmark goes on
+    required = make_config("sut=echo", "tracking=mlflow", f"tracking.uri={uri}", f"round.parent={missing}",
+                           "tracking.required=true")
+    with pytest.raises(TrackingError, match=f"has no run {missing}, the round's parent run: this host resolves"):
+        TrackingSession().start(required, job, env, Redactor())
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    assert client.search_runs([client.get_experiment_by_name("harness").experiment_id]) == []
