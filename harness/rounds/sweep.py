@@ -82,12 +82,16 @@ class RoundSweeper(Sweeper):
 
     def _job_config(self, num: int, overrides: Sequence[str]) -> Any:
         """Job ``num``'s HarnessConfig, as the job will compose it; ConfigError (exit 2) naming the job."""
+        from hydra.core.hydra_config import HydraConfig
         from omegaconf import OmegaConf, open_dict
 
         from harness.config import hydra_error_message, load_config
         from harness.redact import Redactor
 
         cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+        hydra_config = HydraConfig.instance()
+        before = hydra_config.cfg
+        hydra_config.set_config(cfg)  # ${hydra:...} resolves as in the job (every launcher sets it there)
         with open_dict(cfg):
             del cfg["hydra"]
         raw: dict[str, Any] = {}
@@ -97,8 +101,10 @@ class RoundSweeper(Sweeper):
             return load_config(raw)
         except HarnessError as exc:
             message = str(exc)
-        except Exception as exc:  # OmegaConf: an interpolation that cannot be resolved here
+        except Exception as exc:  # OmegaConf: an interpolation that cannot be resolved
             message = hydra_error_message(exc)
+        finally:
+            hydra_config.cfg = before
         redactor = Redactor.collect(raw)
         raise ConfigError(redactor.text(f"job {num} ({shlex.join(job_overrides(overrides))}): {message}"))
 
@@ -156,9 +162,9 @@ class Round:
                 raise
             except Exception as exc:  # the launcher lost a job (its process was killed): go on with the rest
                 failed_launches += 1
+                why = " ".join(" ".join(str(exc).splitlines()[:2]).split())  # submitit adds the job's stderr
                 _say(f"error: hydra/launcher={hc.runtime.choices.get('hydra/launcher')} lost job(s) "
-                     f"{', '.join(map(str, chosen))}: {type(exc).__name__}: "
-                     f"{' '.join(self.redactor.text(str(exc)).split())[:300]}", err=True)
+                     f"{', '.join(map(str, chosen))}: {type(exc).__name__}: {self.redactor.text(why)[:300]}", err=True)
                 continue
             returns.update(zip(chosen, launched, strict=True))
         reports = self._reports(returns)

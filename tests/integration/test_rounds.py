@@ -123,15 +123,17 @@ def test_a_submitit_round_names_a_killed_job_and_resuming_runs_only_that_job(tmp
 
 def test_a_joblib_round_runs_accuracy_jobs_side_by_side_and_names_the_failed_one(tmp_path, mlflow_server, capsys):
     url, _ = mlflow_server
+    # ${hydra:...} in a job's config resolves in the launching process (which checks every job first) too.
     proc = harness("-m", "sut=failing", "sut.fail_every=0,1", *FAST, "mode=accuracy", "hydra/launcher=joblib",
                    "hydra.launcher.n_jobs=2", "tracking=mlflow", f"tracking.uri={url}", "tracking.experiment=joblib",
-                   f"hydra.sweep.dir={tmp_path}/round", cwd=tmp_path)
+                   "system.description=${hydra:runtime.cwd}", f"hydra.sweep.dir={tmp_path}/round", cwd=tmp_path)
     assert proc.returncode == 3, proc.stderr  # the failed job's SUT errors
     parent, (ok, failed) = the_round(url, "joblib")
     assert parent.info.status == "FAILED" and parent.data.tags["launcher"] == "joblib"
     assert ok.info.status == "FINISHED" and ok.data.tags["accuracy_verdict"] != "none"
     assert failed.info.status == "FAILED" and failed.data.tags["exit_code"] == "3"
     check_shared_hosts([ok, failed])  # two workers: side by side, which accuracy jobs may be
+    assert ok.data.params["system.description"] == str(tmp_path)
     lines = proc.stdout.splitlines()
     assert f"round of 2 runs: 1 FINISHED, 1 FAILED · MLflow parent run {parent.info.run_id}" in lines
     assert [line.split()[:4] for line in lines if line.split()[:2] in (["0", "offline"], ["1", "offline"])] == [
