@@ -16,6 +16,7 @@ from typing import Any
 
 ROUND_KEY = "round"  # config group of a job's place in a round: never part of what the job is
 NO_REPORT = "NO REPORT"  # a job that neither returned nor left a run: killed, lost, or never started
+ROUND_TABLE = "round_table.txt"  # in the round directory, and an artifact of the round's parent run
 
 
 def job_overrides(overrides: Iterable[str]) -> tuple[str, ...]:

@@ -35,12 +35,12 @@ from hydra.plugins.sweeper import Sweeper
 
 from harness.errors import ConfigError, HarnessError
 from harness.rounds import hygiene
-from harness.rounds.jobs import NO_REPORT, ROUND_KEY, JobReport, job_key, job_overrides, overlaps, round_table
+from harness.rounds.jobs import NO_REPORT, ROUND_KEY, ROUND_TABLE, JobReport, job_key, job_overrides, round_table
+from harness.rounds.jobs import overlaps as shared_hosts
 
 log = logging.getLogger(__name__)
 
 LOST = "the job ended without closing its run: its process was killed (time limit, out of memory, preemption?)"
-ROUND_TABLE = "round_table.txt"  # in the round directory, and an artifact of the parent run
 # The reports of the rounds this process launched: the CLI's exit code is the highest of theirs.
 round_reports: list[JobReport] = []
 
@@ -245,7 +245,7 @@ class Round:
         reports = [replace(r, status="KILLED", error=LOST) if r is not None and r.run_id in lost else r
                    for r in reports]
         present = [r for r in reports if r is not None]
-        shared_of = overlaps(present)
+        shared_of = shared_hosts(present)
         index = {id(r): i for i, r in enumerate(reports) if r is not None}
         shared = {index[id(r)]: [index[id(present[j])] for j in shared_of[k]] for k, r in enumerate(present)}
         table = round_table(self.jobs, reports, self.parent, shared)

@@ -1,7 +1,9 @@
 """The CLI's tracking: one MLflow run per job, a parent run per round, and what to do on trouble.
 
-A parent run groups jobs: a multirun round (``harness -m``, tag ``role=round``) or a peak-load
-search (``harness-peak``, ``role=peak``, opened with :meth:`TrackingSession.start_group`).
+A parent run groups jobs: a round (``harness -m``, tag ``role=round``), opened by the round
+sweeper in the launching process (:meth:`TrackingSession.open_round`) and named to each job by
+``round.parent``, wherever the job runs; or a peak-load search (``harness-peak``, ``role=peak``,
+opened in the search's own process with :meth:`TrackingSession.start_group`).
 
 A run is opened before the benchmark starts (so a dead store with ``tracking.required=true``
 fails before minutes of benchmarking) and closed after it, FINISHED or FAILED, with whatever
@@ -25,13 +27,12 @@ from harness.config import HarnessConfig, TrackingConfig, to_dict
 from harness.errors import ConfigError, TrackingError
 from harness.redact import Redactor
 from harness.results import RESULTS_FILE, RunResult
-from harness.rounds.jobs import timestamp
+from harness.rounds.jobs import ROUND_TABLE, timestamp
 from harness.tracking import schema
 from harness.tracking.store import Store, shown, ui_link
 
 log = logging.getLogger(__name__)
 
-ROUND_TABLE = "round_table.txt"
 MULTIRUN_FILE = "multirun.yaml"  # Hydra's record of the sweep, in the round directory
 
 

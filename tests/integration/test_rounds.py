@@ -70,7 +70,7 @@ def _cmdline(process: psutil.Process) -> str:
         return ""
 
 
-def test_a_submitit_round_names_a_killed_job_and_resuming_runs_only_that_job(tmp_path, mlflow_server):
+def test_a_submitit_round_names_a_killed_job_and_resuming_runs_only_that_job(tmp_path, mlflow_server, capsys):
     url, _ = mlflow_server
     # Job 0 serves for 6 s (killed meanwhile, as a time limit or an out-of-memory kill would), job 1
     # for 0.2 s; one job at a time, each in its own submitit process.
@@ -118,7 +118,11 @@ def test_a_submitit_round_names_a_killed_job_and_resuming_runs_only_that_job(tmp
     assert children[0].data.tags["superseded_by"] == rerun.info.run_id
     assert not (tmp_path / "second" / "1_server_echo").exists()  # job 1 was not run again
     # harness-compare over HTTP shows the round as it now stands: the run that superseded the killed one.
+    capsys.readouterr()
     assert compare_main(["--tracking-uri", url, "--round", parent.info.run_id[:8]]) == 0
+    header = capsys.readouterr().out.splitlines()[0]
+    assert f"({rerun.info.run_id[:8]})" in header and f"({children[2].info.run_id[:8]})" in header
+    assert f"({children[0].info.run_id[:8]})" not in header
 
 
 def test_a_joblib_round_runs_accuracy_jobs_side_by_side_and_names_the_failed_one(tmp_path, mlflow_server, capsys):
