@@ -138,6 +138,7 @@ def test_a_joblib_round_runs_accuracy_jobs_side_by_side_and_names_the_failed_one
     assert failed.info.status == "FAILED" and failed.data.tags["exit_code"] == "3"
     check_shared_hosts([ok, failed])  # two workers: side by side, which accuracy jobs may be
     assert ok.data.params["system.description"] == str(tmp_path)
+    assert not [k for k in ok.data.params if k.startswith("round.")]  # how it was launched: tags, not params
     lines = proc.stdout.splitlines()
     assert f"round of 2 runs: 1 FINISHED, 1 FAILED · MLflow parent run {parent.info.run_id}" in lines
     assert [line.split()[:4] for line in lines if line.split()[:2] in (["0", "offline"], ["1", "offline"])] == [
