@@ -15,21 +15,35 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from harness.config import CONF_DIR, hydra_error_message, quote_null_sut, register_resolvers, register_scenarios
-from harness.errors import HarnessError, Interrupted
+from harness.errors import ConfigError, HarnessError, Interrupted
 from harness.progress import Display
-from harness.results import RunResult, round_table
+from harness.results import RunResult
+from harness.rounds.jobs import JobReport, job_overrides
+from harness.rounds.sweep import round_reports
 from harness.tracking import JobInfo, TrackingSession
+from harness.tracking.session import exit_code, run_status
 
 log = logging.getLogger("harness")
 
-# Exit codes and results of the jobs of this process (one per job in a multirun round).
+# Exit codes of the jobs of this process: a single run's (a round's come back as JobReports).
 _exit_codes: list[int] = []
-_results: list = []
-# MLflow runs of this process: one per job, and a round's parent run kept open until main() ends.
+# MLflow runs of this process: one per job (a round's parent is opened by the round sweeper).
 _tracking = TrackingSession()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What :func:`tracked_run` gives back: the result (None if the run never produced one), the
+    error that decides the exit code, the MLflow run and when the benchmark ran (epoch s)."""
+
+    result: RunResult | None
+    error: HarnessError | None
+    run_id: str | None = None
+    span: tuple[float, float] | None = None
 
 
 def _job_info() -> JobInfo:
@@ -39,7 +53,7 @@ def _job_info() -> JobInfo:
 
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
-    return JobInfo(output_dir=Path(hc.runtime.output_dir).absolute(), overrides=tuple(hc.overrides.task),
+    return JobInfo(output_dir=Path(hc.runtime.output_dir).absolute(), overrides=job_overrides(hc.overrides.task),
                    round_dir=Path(hc.sweep.dir).absolute() if multirun else None,
                    job_num=hc.job.num if multirun else None, argv=("harness", *sys.argv[1:]))
 
@@ -52,8 +66,12 @@ def hydra_files() -> tuple[str, ...]:
     return tuple(name for name in (hc.output_subdir, f"{hc.job.name}.log") if name)
 
 
-def _job(cfg) -> None:
-    """One Hydra job: a complete benchmark run in Hydra's run directory, tracked when asked."""
+def _job(cfg) -> JobReport:
+    """One Hydra job: a complete benchmark run in Hydra's run directory, tracked when asked.
+
+    Returns the job's report, which every launcher hands back to the round sweeper."""
+    import platform
+
     from omegaconf import OmegaConf
 
     from harness import environment
@@ -71,6 +89,9 @@ def _job(cfg) -> None:
         mask_logs(redactor)
         quiet_full_disk_logging()  # Hydra's job log: a full disk is reported once, below
         config = load_config(raw)
+        if config.round.resume and job.round_dir is None:
+            raise ConfigError("round.resume: only a round resumes (harness -m <the round's overrides> "
+                              "round.resume=<its parent run id>)")
         claim_output_dir(job.output_dir, config.run.overwrite, hydra_files())
         env = environment.capture(job.overrides, redactor)
         environment.write(job.output_dir, env)
@@ -78,10 +99,10 @@ def _job(cfg) -> None:
         sys.stderr.write(f"error: {redactor.text(str(exc))}\n")
         log_to_file(redactor.text(str(exc)))
         _exit_codes.append(exc.exit_code)
-        return
+        return JobReport(job.overrides, "FAILED", exc.exit_code, num=job.job_num, host=platform.node(),
+                         run_dir=str(job.output_dir), error=redactor.text(f"{type(exc).__name__}: {exc}"))
 
     def show(result) -> None:
-        _results.append(result)
         text = redactor.text(summary(result))
         sys.stdout.write(text + "\n")
         sys.stdout.flush()
@@ -89,15 +110,32 @@ def _job(cfg) -> None:
 
     display = Display(enabled=config.run.progress, label=_job_label(job))
     try:
-        _, error = tracked_run(_tracking, config, job, env, redactor, fail_on_invalid=config.fail_on_invalid,
-                               on_result=show, display=display)
+        outcome = tracked_run(_tracking, config, job, env, redactor, fail_on_invalid=config.fail_on_invalid,
+                              on_result=show, display=display)
     except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM: main() reports it
         exc.add_note(f"partial results kept in {job.output_dir}")
         raise
+    error = outcome.error
     if error is not None:
         sys.stderr.write(f"error: {redactor.text(str(error))}\n")
         log_to_file(redactor.text(str(error)))
-    _exit_codes.append(error.exit_code if error is not None else 0)
+    _exit_codes.append(exit_code(error))
+    return _report(job, config, env, outcome, redactor)
+
+
+def _report(job: JobInfo, config, env, outcome: Outcome, redactor) -> JobReport:
+    from harness.tracking.schema import metrics, validity
+
+    results = outcome.result.to_json() if outcome.result is not None else None
+    error = outcome.error
+    return JobReport(job.overrides, run_status(error), exit_code(error), num=job.job_num,
+                     host=(env.get("os") or {}).get("hostname"), started=outcome.span[0] if outcome.span else None,
+                     ended=outcome.span[1] if outcome.span else None, run_id=outcome.run_id,
+                     run_dir=str(job.output_dir), scenario=config.scenario.name, sut=config.sut.name,
+                     mode=config.mode, verdict=validity(results) if results else None,
+                     accuracy=((results or {}).get("accuracy") or {}).get("verdict"),
+                     metrics=metrics(results or {}),
+                     error=redactor.text(f"{type(error).__name__}: {error}") if error is not None else None)
 
 
 def _job_label(job: JobInfo) -> str:
@@ -120,20 +158,25 @@ def round_size(argv: Sequence[str]) -> int | None:
 
 
 def tracked_run(tracking: TrackingSession, config, job: JobInfo, env, redactor, *, fail_on_invalid: bool,
-                on_result=None, display: Display | None = None) -> tuple[RunResult | None, HarnessError | None]:
+                on_result=None, display: Display | None = None) -> Outcome:
     """One benchmark run in ``job.output_dir`` with its MLflow run (when tracking is on).
 
-    Returns the result (None if the run never produced one) and the error that decides the exit
-    code. A bug or Ctrl-C still closes the MLflow run (FAILED / KILLED) and is re-raised.
-    ``on_result`` sees the result before it is judged (the summary is printed there); ``display``
-    shows the run's progress (default: per ``run.progress``).
+    A bug or Ctrl-C still closes the MLflow run (FAILED / KILLED) and is re-raised. ``on_result``
+    sees the result before it is judged (the summary is printed there); ``display`` shows the
+    run's progress (default: per ``run.progress``).
     """
+    import time
+
     from harness.run import check_result, run_benchmark
 
-    tracked, result, error = None, None, None
+    tracked, result, error, started = None, None, None, None
     try:
         tracked = tracking.start(config, job, env, redactor)
-        result = run_benchmark(config, job.output_dir, display)
+        started = time.time()
+        try:
+            result = run_benchmark(config, job.output_dir, display)
+        finally:
+            span = (started, time.time())
         if on_result is not None:
             on_result(result)
         check_result(result, fail_on_invalid)
@@ -141,17 +184,18 @@ def tracked_run(tracking: TrackingSession, config, job: JobInfo, env, redactor, 
         error = exc
     except BaseException as exc:
         try:
-            status = tracking.finish(tracked, result, exc)
+            status = tracking.finish(tracked, result, exc, span if started is not None else None)
             if status is not None and isinstance(exc, KeyboardInterrupt):
                 exc.add_note(f"MLflow run {tracked.run_id} marked {status}")
         except HarnessError:
             pass
         raise
+    span = span if started is not None else None
     try:
-        tracking.finish(tracked, result, error)
+        tracking.finish(tracked, result, error, span)
     except HarnessError as exc:  # tracking.required=true and the store failed
         error = error or exc
-    return result, error
+    return Outcome(result, error, tracked.run_id if tracked is not None else None, span)
 
 
 def _stop(signum: int, frame) -> None:
@@ -188,6 +232,9 @@ def run_hydra(config_name: str, job) -> KeyboardInterrupt | None:
             hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)(job)()
     except KeyboardInterrupt as exc:
         return exc
+    except HarnessError as exc:  # raised by the round sweeper before any job started
+        sys.stderr.write(f"error: {exc}\n")
+        sys.exit(exc.exit_code)
     return None
 
 
@@ -224,10 +271,10 @@ def log_to_file(text: str, level: int = logging.ERROR) -> None:
             handler.handle(record)
 
 
-def interrupted_line(exc: KeyboardInterrupt, parents: list[str] = ()) -> tuple[str, int]:
+def interrupted_line(exc: KeyboardInterrupt) -> tuple[str, int]:
     """The one line an interrupted command prints, and its exit code (128 + the signal's number)."""
     name = "Ctrl-C (SIGINT)" if not isinstance(exc, Interrupted) or exc.signum == signal.SIGINT else str(exc)
-    what = [*getattr(exc, "__notes__", ()), *(f"the round's MLflow run {p} marked KILLED" for p in parents)]
+    what = list(getattr(exc, "__notes__", ()))
     code = exc.exit_code if isinstance(exc, Interrupted) else 128 + signal.SIGINT
     return f"interrupted by {name}: the run was stopped and its test process ended" + "".join(
         f"; {w}" for w in what), code
@@ -252,23 +299,14 @@ def _unwritable_output_dir(argv: list[str]) -> str | None:
 
 
 def main() -> None:
-    """``harness``: run a benchmark (``-m`` for a round of runs)."""
+    """``harness``: run a benchmark (``-m`` for a round of runs, through the round sweeper)."""
     stopped = run_hydra("config", _job)
-    table = round_table(_results) if _results else None
-    if len(_results) > 1:
-        sys.stdout.write(table + "\n")
-    parents: list[str] = []
-    try:
-        parents = _tracking.end_rounds(table, failed=any(_exit_codes) or stopped is not None,
-                                       killed=stopped is not None)
-    except HarnessError as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        _exit_codes.append(exc.exit_code)
     if stopped is not None:
-        line, code = interrupted_line(stopped, parents)
+        line, code = interrupted_line(stopped)
         sys.stderr.write(f"error: {line}\n")
         sys.exit(code)
-    sys.exit(max(_exit_codes, default=0))
+    codes = [r.exit_code for r in round_reports] or _exit_codes
+    sys.exit(max(codes, default=0))
 
 
 if __name__ == "__main__":

@@ -120,7 +120,8 @@ def select(client, *, run_ids: Sequence[str] = (), experiment: str | None = None
     """Runs by id, then those of the experiment/round matching every filter (oldest first).
 
     Run ids may be unique prefixes (the table shows 8 characters). A round's or peak search's own
-    parent run is left out of searches (it has no benchmark run of its own: its children are the runs).
+    parent run is left out of searches (it has no benchmark run of its own: its children are the runs),
+    and so is a round job's run that a resume superseded (tag ``superseded_by``).
     """
     from harness.tracking.store import resolve_run_id
 
@@ -141,8 +142,9 @@ def select(client, *, run_ids: Sequence[str] = (), experiment: str | None = None
         runs = client.search_runs(sorted(set(experiment_ids)), filter_string=" and ".join(clauses),
                                   max_results=max_runs, order_by=["attributes.start_time ASC"])
         seen = {v.run_id for v in views}
-        views += [RunView.of(r) for r in runs
-                  if r.data.tags.get("role") not in PARENT_ROLES and r.info.run_id not in seen]
+        # A round's job that a resume ran again (tag superseded_by): its later run stands for it.
+        views += [RunView.of(r) for r in runs if r.data.tags.get("role") not in PARENT_ROLES
+                  and "superseded_by" not in r.data.tags and r.info.run_id not in seen]
     return views
 
 

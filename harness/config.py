@@ -288,6 +288,19 @@ class TrackingConfig:
 
 
 @dataclass(frozen=True)
+class RoundConfig:
+    """A job's place in a round (``harness -m``); see ``harness/rounds/``.
+
+    ``parent`` is set by the harness's round sweeper on every job it launches (the round's MLflow
+    parent run), never by hand. ``resume`` names the parent run of an earlier round to finish: only
+    the jobs with no FINISHED child run there are launched again.
+    """
+
+    parent: str | None = None
+    resume: str | None = None
+
+
+@dataclass(frozen=True)
 class RunOptions:
     """How the bridge guards the run against a misbehaving SUT."""
 
@@ -322,6 +335,7 @@ class HarnessConfig:
     system: SystemConfig = SystemConfig()
     tracking: TrackingConfig = TrackingConfig()
     run: RunOptions = RunOptions()
+    round: RoundConfig = RoundConfig()
     mode: Mode = "submission"
     fail_on_invalid: bool = False
 

@@ -235,18 +235,3 @@ def accuracy_lines(accuracy: dict[str, Any]) -> list[str]:
     if compliance and not compliance.get("passed", True):
         lines.append("              compliance: " + "; ".join(compliance.get("lines", [])[:3]))
     return lines
-
-
-def round_table(results: list[RunResult]) -> str:
-    """One line per run of a round (Hydra multirun), for the end of the sweep."""
-    header = (f"{'scenario':<14}{'sut':<10}{'result':<9}{'samples/s':>12}{'tokens/s':>12}"
-              f"{'TTFT p99':>11}{'TPOT p99':>11}  errors")
-    rows = [f"round of {len(results)} runs", header]
-    for r in results:
-        verdict = r.verdict or "-"
-        ttft = "-" if not r.ttft_ms or r.ttft_ms.p99 is None else f"{r.ttft_ms.p99:.1f}ms"
-        tpot = "-" if not r.tpot_ms or r.tpot_ms.p99 is None else f"{r.tpot_ms.p99:.2f}ms"
-        sps = "-" if r.samples_per_second is None else f"{r.samples_per_second:,.1f}"
-        tps = "-" if r.tokens_per_second is None else f"{r.tokens_per_second:,.0f}"
-        rows.append(f"{r.scenario:<14}{r.sut:<10}{verdict:<9}{sps:>12}{tps:>12}{ttft:>11}{tpot:>11}  {r.errors}")
-    return "\n".join(rows)

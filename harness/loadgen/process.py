@@ -153,6 +153,10 @@ def run_in_process(fn: Callable[..., Any], *args: Any, log_file: Path, redactor:
     the wait is interrupted (Ctrl-C, SIGTERM: the CLI raises :class:`harness.errors.Interrupted`)
     the child is ended before the exception goes on, and the child ends by itself if this process dies.
     """
+    if multiprocessing.get_start_method(allow_none=True) not in (None, *multiprocessing.get_all_start_methods()):
+        # A joblib (loky) worker, hydra/launcher=joblib: a spawned child is told to use this process's
+        # default start method, "loky", which exists only inside loky's processes.
+        multiprocessing.set_start_method("spawn", force=True)
     ctx = multiprocessing.get_context("spawn")
     recv, send = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_child, args=(send, str(log_file), logging.getLogger().getEffectiveLevel(), fn, args,

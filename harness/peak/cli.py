@@ -27,6 +27,8 @@ from harness.peak.search import Outcome, Probe, Search, Step, failed_outcome, pr
 from harness.peak.settings import PeakConfig, confirm_config, probe_config, probe_overrides, start_rate
 from harness.progress import Display
 from harness.redact import Redactor, mask_logs
+from harness.rounds.jobs import JobReport, job_overrides
+from harness.rounds.sweep import round_reports
 from harness.tracking import JobInfo, TrackingSession
 
 # Exit codes of the searches of this process (one per job with -m).
@@ -89,8 +91,8 @@ class Runner:
                       argv=("harness", *args), tags=(("peak_step", step),))
         started = time.monotonic()
         display = Display(enabled=config.run.progress, label=f"[{step} {n} · {qps:g} QPS]")
-        result, error = tracked_run(_tracking, config, job, env, self.redactor, fail_on_invalid=False,
-                                    display=display)
+        outcome = tracked_run(_tracking, config, job, env, self.redactor, fail_on_invalid=False, display=display)
+        result, error = outcome.result, outcome.error
         if result is None:
             assert error is not None
             raise error
@@ -105,8 +107,22 @@ class Runner:
         return probe
 
 
-def _job(cfg) -> None:
-    """One search (one Hydra job): probes, confirmation, peak.json / peak.png / table, tracking."""
+def _job(cfg) -> JobReport:
+    """One search (one Hydra job); its report goes back to the sweeper (``harness-peak -m`` on any launcher)."""
+    import platform
+
+    from hydra.core.hydra_config import HydraConfig
+
+    started, before = time.time(), len(_exit_codes)
+    _search(cfg)
+    code = max(_exit_codes[before:], default=0)
+    return JobReport(job_overrides(HydraConfig.get().overrides.task), "FINISHED" if code == 0 else "FAILED", code,
+                     num=HydraConfig.get().job.get("num"), host=platform.node(), started=started, ended=time.time(),
+                     mode="performance")
+
+
+def _search(cfg) -> None:
+    """One search: probes, confirmation, peak.json / peak.png / table, tracking."""
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
@@ -117,7 +133,7 @@ def _job(cfg) -> None:
 
     hc = HydraConfig.get()
     search_dir = Path(hc.runtime.output_dir).absolute()
-    overrides = tuple(hc.overrides.task)
+    overrides = job_overrides(hc.overrides.task)
     redactor = Redactor.collect()
     try:
         raw = OmegaConf.to_container(cfg, resolve=True)
@@ -219,7 +235,8 @@ def main() -> None:
         line, code = interrupted_line(stopped)
         sys.stderr.write(f"error: {line}\n")
         sys.exit(code)
-    sys.exit(max(_exit_codes, default=0))
+    codes = [r.exit_code for r in round_reports] or _exit_codes
+    sys.exit(max(codes, default=0))
 
 
 if __name__ == "__main__":

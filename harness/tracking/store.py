@@ -265,6 +265,18 @@ class Store:
     def end(self, run_id: str, status: str) -> None:
         self.call("closing the run", self.client.set_terminated, run_id, status)
 
+    def children(self, parent_id: str) -> list[Any]:
+        """The runs nested under ``parent_id`` (``mlflow.entities.Run``), oldest first."""
+        runs, token = [], None
+        while True:
+            page = self.call("reading the child runs", self.client.search_runs, [self.experiment_id],
+                             filter_string=f"tags.mlflow.parentRunId = '{parent_id}'", max_results=1000,
+                             order_by=["attributes.start_time ASC"], page_token=token)
+            runs += list(page)
+            token = page.token
+            if not token:
+                return runs
+
 
 def stage_redacted(source: Path, target: Path, redactor: Redactor) -> list[Path]:
     """Copy every file of ``source`` into ``target`` with secrets masked; returns the copies.

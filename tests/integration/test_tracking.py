@@ -2,25 +2,29 @@
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from harness.audit import main as audit_main
 from harness.compare import main as compare_main
+from harness.submission.layout import MANIFEST
+from harness.submission.writer import main as submit_main
 from harness.tracking import download_run_dir
+from tests.integration.conftest import closed_port
+from tests.integration.test_submission import SYSTEM_YAML
 
 FAST = ["sut=echo", "sut.ttft_ms=2", "sut.tpot_ms=0.2", "sut.output_tokens=16"]
 SECRET = "hf_test_secret_9f8e7d6c5b"  # must never reach a store, an artifact or environment.json
-SERVER_START_S = 90  # `mlflow server` takes ~15 s on an idle 2-core machine
 
 # MLflow's own SQLAlchemy models trigger this in the test process; nothing the harness can change.
-pytestmark = pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy:DeprecationWarning")
+# The tracking server (conftest.py) starts as the module begins and only its tests wait for it.
+pytestmark = [pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy:DeprecationWarning"),
+              pytest.mark.usefixtures("mlflow_server_process")]
 
 
 def harness(*args: str, cwd: Path, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -122,7 +126,9 @@ def test_a_round_is_one_parent_run_with_linked_children_and_a_failing_job_is_fai
     assert parent.info.status == "FAILED" and parent.data.metrics["jobs"] == 2
     assert {"round_table.txt", "multirun.yaml"} <= artifacts(uri, parent.info.run_id)
     table = (download_run_dir(parent.info.run_id, uri, tmp_path / "parent") / "round_table.txt").read_text()
-    assert "round of 2 runs" in table and table.count("failing") == 2
+    assert table.startswith(f"round of 2 runs: 1 FINISHED, 1 FAILED · MLflow parent run {parent.info.run_id}")
+    assert table == (tmp_path / "round" / "round_table.txt").read_text()  # kept beside the jobs too
+    assert "job 1 FAILED (exit 3): SUTError: 32 samples failed" in table
     assert files_containing(store, SECRET) == []
 
     # harness-compare reads the round as logged: the failed job fails the gate.
@@ -142,12 +148,6 @@ def _silent_server() -> socket.socket:
     return sock
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_an_unreachable_store_keeps_local_results_and_warns_once(tmp_path):
     with _silent_server() as hung:
         start = time.monotonic()
@@ -164,7 +164,7 @@ def test_an_unreachable_store_keeps_local_results_and_warns_once(tmp_path):
 
 
 def test_required_tracking_with_an_unreachable_store_exits_non_zero_before_the_benchmark(tmp_path):
-    port = _closed_port()
+    port = closed_port()
     proc = harness(*FAST, "mode=performance", "tracking=mlflow", f"tracking.uri=http://127.0.0.1:{port}",
                    "tracking.required=true", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path, timeout=60)
     assert proc.returncode == 5
@@ -174,56 +174,12 @@ def test_required_tracking_with_an_unreachable_store_exits_non_zero_before_the_b
     assert not (tmp_path / "run/results.json").exists()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _server_process(tmp_path_factory):
-    """Starts a real `mlflow server` on 127.0.0.1 as the module begins: it starts while the other
-    tests run (about 15 s), and only the server test waits for it."""
-    port = _closed_port()
-    root = tmp_path_factory.mktemp("mlflow-server")
-    log = (root / "server.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{root}/mlflow.db",
-         "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
-    try:
-        yield proc, f"http://127.0.0.1:{port}", root
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)  # its own session: the server and its workers only
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
-        log.close()
-
-
-@pytest.fixture
-def mlflow_server(_server_process):
-    """The server's URL and root once /health answers; skipped (with the reason) if it cannot start."""
-    proc, url, root = _server_process
-    deadline = time.monotonic() + SERVER_START_S
-    while True:
-        if proc.poll() is not None:
-            pytest.skip(f"mlflow server exited with {proc.returncode}: {(root / 'server.log').read_text()[-500:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
-                if answer.status == 200:
-                    return url, root
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            pytest.skip(f"mlflow server did not answer within {SERVER_START_S}s")
-        time.sleep(0.5)
-
-
-def test_a_tracking_server_receives_the_run(tmp_path, mlflow_server):
+def test_a_tracking_server_receives_the_run_and_every_command_reads_it_by_id(tmp_path, mlflow_server, capsys):
     url, server_root = mlflow_server
     # A token for the server in the environment: sent by MLflow, never recorded; HF_TOKEN reaches
     # the config under an ordinary key.
-    proc = harness(*FAST, "mode=submission", "tracking=mlflow", f"tracking.uri={url}", "tracking.experiment=team",
+    proc = harness(*FAST, "mode=submission", "run.compliance=true", "tracking=mlflow", f"tracking.uri={url}",
+                   "tracking.experiment=team",
                    "system.description=${oc.env:HF_TOKEN}", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path,
                    env={"MLFLOW_TRACKING_TOKEN": SECRET, "HF_TOKEN": SECRET})
     assert proc.returncode == 0, proc.stderr
@@ -238,3 +194,21 @@ def test_a_tracking_server_receives_the_run(tmp_path, mlflow_server):
     assert (fetched / "performance/mlperf_log_detail.txt").read_bytes() == (
         tmp_path / "run/performance/mlperf_log_detail.txt").read_bytes()
     assert files_containing(server_root, SECRET) == [] and files_containing(fetched, SECRET) == []
+
+    # Every command that takes a run id reads it over HTTP: compare, audit (re-scores the fetched
+    # accuracy log), submit (a tree from the fetched run directory).
+    run_id = run.info.run_id
+    assert compare_main(["--tracking-uri", url, run_id[:8]]) == 0
+    assert capsys.readouterr().out.splitlines()[0].split() == ["run", f"({run_id[:8]})"]
+    with pytest.raises(SystemExit) as audited:
+        audit_main([run_id[:8], "--tracking-uri", url, "--json"])
+    audit = json.loads(capsys.readouterr().out)
+    assert audited.value.code in (0, 4) and audit["accuracy"]["scores"] == results["accuracy"]["scores"]
+    system_yaml = tmp_path / "system.yaml"
+    system_yaml.write_text(SYSTEM_YAML)
+    with pytest.raises(SystemExit) as submitted:
+        submit_main([run_id[:8], "--tracking-uri", url, "--submitter", "ACME", "--division", "open", "--system",
+                     "box1", "--system-config", str(system_yaml), "--root", str(tmp_path / "submissions")])
+    assert submitted.value.code == 0, capsys.readouterr().err
+    [manifest] = (tmp_path / "submissions").rglob(MANIFEST)
+    assert json.loads(manifest.read_text())["mlflow_run_id"] == run_id  # the full id, from its prefix
