@@ -31,7 +31,7 @@ def test_official_conf_leaves_mlperf_conf_values_alone():
     conf = _lines(render_user_conf(compose(["scenario=server", "benchmark.official=true"]), 13368))
     assert conf == {"llama3_1-8b.Server.target_qps": "50"}
     conf = _lines(render_user_conf(compose(["scenario=single_stream", "benchmark.official=true"]), 13368))
-    assert conf == {"llama3_1-8b.SingleStream.target_latency": "100"}
+    assert conf == {"llama3_1-8b.SingleStream.target_latency": "10"}
 
 
 def test_interactive_uses_the_interactive_model_key_and_limits():
