@@ -47,10 +47,15 @@ def progress_level() -> int:
     return logging.INFO if interactive else logging.DEBUG
 
 
+# Token ids reach LoadGen as int32 bytes: array type "i" (C int, 32-bit on every platform LoadGen supports).
+if array.array("i").itemsize != 4:
+    raise ImportError("the bridge needs a 32-bit C int for LoadGen's int32 token ids")
+_NO_DEADLINE = float("inf")
+_new_lock = threading.Lock
+
+
 def _int32_bytes(tokens: Sequence[int]) -> array.array:
-    buf = array.array("i", tokens)  # C int is 32-bit on every platform LoadGen supports
-    assert buf.itemsize == 4
-    return buf
+    return array.array("i", tokens)
 
 
 @dataclass
@@ -70,56 +75,68 @@ class BridgeStats:
 
 
 class _Pending:
-    """One issued sample; the TokenStream handed to the SUT."""
+    """One issued sample; the TokenStream handed to the SUT.
+
+    This and :meth:`_Bridge._take` are the per-sample path, run up to ~100,000 times a second on
+    LoadGen's thread with the ``null`` SUT, so they avoid what costs microseconds in Python:
+    extra calls, per-call clock reads and helper objects (profile in README, "The bridge's own
+    overhead").
+    """
 
     __slots__ = ("bridge", "qid", "sample", "tokens", "first_sent", "done", "deadline", "lock")
 
-    def __init__(self, bridge: _Bridge, qid: int, sample: Sample) -> None:
+    def __init__(self, bridge: _Bridge, qid: int, sample: Sample, deadline: float = _NO_DEADLINE) -> None:
         self.bridge = bridge
         self.qid = qid
         self.sample = sample
         self.tokens: list[int] = []
         self.first_sent = False
         self.done = False
-        self.deadline = float("inf")
-        self.lock = threading.Lock()
+        self.deadline = deadline
+        self.lock = _new_lock()
 
     def emit(self, token_ids: Sequence[int]) -> None:
         if not token_ids:
             return
-        with self.lock:
-            if self.done:
-                return
-            self.tokens.extend(token_ids)
-            if self.first_sent or not self.bridge.streaming:
-                return
-            self.first_sent = True
-            first = _int32_bytes(self.tokens[:1])
-            addr, n = first.buffer_info()
+        lock = self.lock
+        lock.acquire()  # not ``with``: half the cost, and nothing between can raise
+        if self.done:
+            lock.release()
+            return
+        self.tokens.extend(token_ids)
+        if self.first_sent or not self.bridge.streaming:
+            lock.release()
+            return
+        self.first_sent = True
+        first = array.array("i", (token_ids[0],))
+        try:
             # TTFT is measured by LoadGen from the query's scheduled time to this call.
-            lg.FirstTokenComplete([lg.QuerySampleResponse(self.qid, addr, n * 4, 1)])
+            lg.FirstTokenComplete([lg.QuerySampleResponse(self.qid, first.buffer_info()[0], 4, 1)])
+        finally:
+            lock.release()
 
-    def finish(self) -> None:
-        self._complete(None)
+    def _complete(self, error: BaseException | None = None) -> None:
+        lock = self.lock
+        lock.acquire()
+        if self.done:
+            lock.release()
+            return
+        self.done = True
+        buf = array.array("i", self.tokens)
+        addr, n = buf.buffer_info()
+        try:
+            lg.QuerySamplesComplete([lg.QuerySampleResponse(self.qid, addr, n * 4, n)])
+        finally:
+            lock.release()
+        self.bridge.on_done(self, error)
 
-    def fail(self, error: BaseException) -> None:
-        self._complete(error)
+    finish = _complete  # TokenStream.finish(): one call less than a wrapper
+    fail = _complete  # TokenStream.fail(error)
 
     def complete_with(self, token_ids: Sequence[int]) -> None:
         """Batch path: the whole output at once."""
         self.emit(token_ids)
-        self.finish()
-
-    def _complete(self, error: BaseException | None) -> None:
-        with self.lock:
-            if self.done:
-                return
-            self.done = True
-            tokens = self.tokens
-            buf = _int32_bytes(tokens)
-            addr, n = buf.buffer_info()
-            lg.QuerySamplesComplete([lg.QuerySampleResponse(self.qid, addr, n * 4, n)])
-        self.bridge.on_done(self, error)
+        self._complete()
 
 
 class _Bridge:
@@ -202,11 +219,18 @@ class _Bridge:
             self._take(item)
 
     def _take(self, query_samples: list) -> None:
-        pendings = [_Pending(self, qs.id, self.samples[qs.index]) for qs in query_samples]
+        samples = self.samples
+        if self.streaming:
+            # Armed now: the SUT gets each sample within this call. One clock read per query.
+            deadline = time.monotonic() + self.options.sample_timeout_s
+            pendings = [_Pending(self, qs.id, samples[qs.index], deadline) for qs in query_samples]
+        else:
+            pendings = [_Pending(self, qs.id, samples[qs.index]) for qs in query_samples]
         with self.lock:
             self.stats.issued += len(pendings)
+            outstanding = self.outstanding
             for p in pendings:
-                self.outstanding[p.qid] = p
+                outstanding[p.qid] = p
         if self.streaming:
             for p in pendings:
                 self._submit(p)
@@ -218,10 +242,10 @@ class _Bridge:
                 self.batches.put(pendings[i:i + size])
 
     def _submit(self, p: _Pending) -> None:
-        if self.failing_fast:
+        """Hand one armed sample to the SUT."""
+        if self.stats.errors >= self.options.max_errors:  # failing_fast, without a property call
             p.fail(RuntimeError("not sent: too many earlier failures (run.max_errors)"))
             return
-        self._arm([p])
         try:
             self.sut.submit(p.sample, p)
         except Exception as exc:

@@ -111,3 +111,20 @@ def test_every_sample_failing_fails_fast(run):
                  "run.max_errors=5", *QUICK["server"], timeout_s=90)
     assert result.errors == result.extra["samples_issued"]["performance"] >= 500
     assert any("run.max_errors" in m for m in result.error_messages)
+
+
+def test_null_sut_answered_on_loadgens_thread_completes_every_sample(run):
+    # sut=null has submit_inline: the bridge answers each query within LoadGen's own issue call
+    # (the bridge benchmark's path). Every sample must still get its first token and its output.
+    perf = run("sut=null", "scenario=server", "mode=performance", *QUICK["server"])
+    assert perf.errors == 0 and perf.valid, perf.invalid_reasons
+    assert perf.tokens_per_second == pytest.approx(2 * perf.samples_per_second, rel=0.01)
+    assert perf.ttft_ms is not None and perf.ttft_ms.p50 <= perf.latency_ms.p50
+    acc = run("sut=null", "scenario=server", "mode=accuracy", *QUICK["server"])
+    log = json.loads((Path(acc.output_dir) / "accuracy" / "mlperf_log_accuracy.json").read_text())
+    config = compose(["sut=null"])
+    samples = build_samples(config.benchmark, load_dataset(config.dataset))
+    eos = WordTokenizer([s.prompt for s in samples] + [s.reference for s in samples]).eos_token_id
+    token = eos.to_bytes(4, "little").hex().upper()  # LoadGen logs int32 little-endian hex
+    assert len(log) == 32
+    assert {(entry["data"], entry["token_data"]) for entry in log} == {(token * 2, token)}
