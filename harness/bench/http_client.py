@@ -35,6 +35,7 @@ another process wrote after 5 ms of quiet (a streamed token's trip, with no HTTP
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
@@ -44,6 +45,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -250,6 +252,23 @@ def loadgen_errors(result: dict, records: list[dict], *, qps: float, placement: 
     return out
 
 
+_SPIN = "import os\nos.nice(19)\nwhile True:\n    pass\n"
+
+
+@contextlib.contextmanager
+def kept_awake(cores: frozenset[int] | None) -> Iterator[None]:
+    """A lowest-priority busy loop on ``cores`` for the duration: the client's core never idles,
+    as GuideLLM's scheduler keeps its own awake with a 100 µs polling loop (asyncio.sleep(1e-4)).
+    A woken client preempts it at once (nice 19), so it only removes the idle CPU's wake-up."""
+    spinner = subprocess.Popen([sys.executable, "-c", _SPIN])
+    pin(spinner.pid, cores)
+    try:
+        yield
+    finally:
+        spinner.kill()
+        spinner.wait()
+
+
 _PROBE = """
 import json, sys, time
 end = time.perf_counter() + float(sys.argv[1])
@@ -317,6 +336,18 @@ def wakeup(placement: Placement, n: int = 400, quiet_s: float = 0.005) -> dict:
     return {"p50_us": float(np.percentile(delays, 50) * 1e6), "p99_us": float(np.percentile(delays, 99) * 1e6)}
 
 
+def repeated_fidelity(client: str, exe: str, *, streams: int, requests: int, tokenizer: Path, out: Path,
+                      placement: Placement, repeat: int, keep_awake: bool = False) -> dict:
+    """``repeat`` fidelity runs of one client, summarized; with ``keep_awake`` a nice-19 busy loop
+    shares the client's cores during each (:func:`kept_awake`)."""
+    runs = []
+    for i in range(repeat):
+        with kept_awake(placement.client) if keep_awake else contextlib.nullcontext():
+            runs.append(fidelity(client, exe, streams=streams, requests=requests, tokenizer=tokenizer,
+                                 out=out.with_name(f"{out.name}-{i}"), placement=placement))
+    return {**summarize(runs), "kept_awake": keep_awake}
+
+
 def summarize(runs: list[dict]) -> dict:
     """Repeated fidelity runs of one client: median p50 and p99 over the runs, and the p99 range."""
     out = {k: runs[0][k] for k in ("client", "streams", "placement", "sent")}
@@ -377,6 +408,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--loadgen-qps", default="5,180", metavar="QPS,...",
                     help="rates of the LoadGen path: harness sut=openai, Server scenario, LoadGen's TTFT/TPOT "
                          "percentiles against the stub's (default: %(default)s; 180 QPS keeps ~32 in flight)")
+    ap.add_argument("--awake", action="store_true",
+                    help="also measure the harness's client at 1 stream with its core kept busy by a nice-19 loop "
+                         "(why a polling client wakes faster on a VM)")
     ap.add_argument("--harness-tokenizer", action="store_true",
                     help="also run the harness's client counting output tokens with a tokenizer (the embedded "
                          "model's), as AIPerf and GuideLLM do, instead of taking the server's token ids")
@@ -402,6 +436,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"machine: {os.cpu_count()} cores; busy processes on every core at once were stopped for 1 ms or more "
           f"{st['stalls_1ms_per_core_s']:.1f} times per core-second (2 ms or more: {st['stalls_2ms_per_core_s']:.1f}; "
           f"longest {st['longest_ms']:.1f} ms)")
+    if a.awake:
+        print("harness*: the harness's client with a nice-19 busy loop on its core(s), kept awake as GuideLLM's "
+              "100 us polling loop keeps its own")
     print("fidelity: each run's first wave (as many requests as streams) is warm-up, left out for every client"
           + (f"; median of {a.repeat} runs, p99 range in brackets" if a.repeat > 1 else ""))
     with tempfile.TemporaryDirectory(prefix="http-client-bench-") as tmp:
@@ -411,11 +448,16 @@ def main(argv: list[str] | None = None) -> None:
             print(f"placement: {placement}; a token's trip between two processes after 5 ms of quiet (the "
                   f"floor for any client): p50 {floor['p50_us']:.0f} us, p99 {floor['p99_us']:.0f} us", flush=True)
             for streams in (1, 32) if "fidelity" not in a.skip else ():
-                for client, exe in clients:
-                    r = summarize([fidelity(client, exe, streams=streams, requests=n if streams > 1 else n // 2,
-                                            tokenizer=tokenizer, placement=placement,
-                                            out=Path(tmp) / f"fid{streams}-{client}-{placement.name}-{i}")
-                                   for i in range(a.repeat)])
+                runs = [(client, exe, False) for client, exe in clients]
+                if a.awake and streams == 1:
+                    runs.insert(1, ("harness", sys.executable, True))
+                for client, exe, keep_awake in runs:
+                    r = repeated_fidelity(client, exe, streams=streams, requests=n if streams > 1 else n // 2,
+                                          tokenizer=tokenizer, placement=placement, repeat=a.repeat,
+                                          keep_awake=keep_awake,
+                                          out=Path(tmp) / f"fid{streams}-{client}-{keep_awake}-{placement.name}")
+                    if keep_awake:
+                        client = "harness*"
                     report["fidelity"].append(r)
                     t, o = r["ttft_err_ms"], r["tpot_err_ms"]
                     ranges = a.repeat > 1

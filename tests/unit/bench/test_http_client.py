@@ -58,3 +58,23 @@ def test_repeated_loadgen_runs_report_medians_and_the_p99_range():
     s = summarize_loadgen([one(0.5, 1.0), one(0.7, 3.0), one(0.6, 1.5)])
     assert s["ttft_err_ms"] == {"p50": 0.6, "p99": 1.5, "p99_min": 1.0, "p99_max": 3.0}
     assert s["runs"] == 3 and s["requests"] == 5400
+
+
+def test_kept_awake_runs_a_lowest_priority_loop_on_the_clients_cores_for_the_duration():
+    import os
+    import time
+
+    import psutil
+
+    from harness.bench.http_client import kept_awake
+
+    cores = frozenset(sorted(os.sched_getaffinity(0))[:1])
+    me = psutil.Process()
+    with kept_awake(cores):
+        [spinner] = [c for c in me.children() if "os.nice(19)" in " ".join(c.cmdline())]
+        assert set(spinner.cpu_affinity()) == set(cores)
+        deadline = time.monotonic() + 5
+        while spinner.nice() != 19 and time.monotonic() < deadline:
+            pass  # the loop lowers its own priority as it starts
+        assert spinner.nice() == 19
+    assert not spinner.is_running() or spinner.status() == psutil.STATUS_ZOMBIE
