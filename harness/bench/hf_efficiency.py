@@ -22,8 +22,11 @@ process; the two sides alternate over ``--repeats`` rounds, and medians with the
 compared, since a small shared machine is noisy (the load average is printed with the figures).
 
 Thread placement is part of the comparison: torch's CPU kernels run on OpenMP thread teams, one
-per thread that starts parallel work (:mod:`harness.sut.torch_thread`). The bare loop runs on its
-process's main thread; the harness runs all torch work of ``sut=hf`` on its one torch thread.
+per thread that starts parallel work (:mod:`harness.sut.torch_thread`), and glibc gives the main
+thread and other threads different malloc arenas. The harness runs all torch work of ``sut=hf``
+on its one torch thread; the bare loop runs on its process's main thread, and (unless
+``--no-bare-thread``) a third side runs the same bare loop, load included, on one new thread:
+the harness's placement without the harness, so harness / that side is the harness's own cost.
 Each side's voluntary context switches per generated token are printed: OpenMP threads that
 spin between parallel regions switch almost never, throttled ones sleep and wake for each region.
 
@@ -40,6 +43,7 @@ import resource
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -194,9 +198,30 @@ def bare_generate(config: HarnessConfig, samples: list[Sample], batch_size: int)
     return time.perf_counter() - start, tokens
 
 
-def bare_run(config: HarnessConfig, samples: list[Sample], batch_size: int, log_file: Path) -> Measured:
+def bare_on_a_thread(config: HarnessConfig, samples: list[Sample], batch_size: int) -> tuple[float, int]:
+    """:func:`bare_generate`, all of it (load, warm-up, timed loop) on one new thread of the
+    process: the harness's placement (its torch thread), without the harness."""
+    box: dict[str, Any] = {}
+
+    def body() -> None:
+        try:
+            box["result"] = bare_generate(config, samples, batch_size)
+        except BaseException as exc:  # re-raised on the calling thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=body, name="bare-torch")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
+
+
+def bare_run(config: HarnessConfig, samples: list[Sample], batch_size: int, log_file: Path,
+             on_thread: bool = False) -> Measured:
     before = children_switches()
-    seconds, tokens = run_in_process(bare_generate, config, samples, batch_size, log_file=log_file)
+    fn = bare_on_a_thread if on_thread else bare_generate
+    seconds, tokens = run_in_process(fn, config, samples, batch_size, log_file=log_file)
     return Measured(tokens / seconds, tokens, (children_switches() - before) / tokens)
 
 
@@ -232,18 +257,25 @@ def ratio_of_medians(a: list[Measured], b: list[Measured]) -> float:
 
 
 def compare(title: str, harness: list[Measured], bare: list[Measured], harness_label: str, bare_label: str,
-            goal: float = GOAL_RATIO) -> list[str]:
+            goal: float = GOAL_RATIO, bare_thread: list[Measured] | None = None) -> list[str]:
     ratio = ratio_of_medians(harness, bare)
     lines = [title,
              f"  {harness_label:<40} {fmt([x.tokens_per_second for x in harness])} tokens/s",
-             f"  {bare_label:<40} {fmt([x.tokens_per_second for x in bare])} tokens/s",
-             f"  ratio of medians {ratio:.3f}   goal >= {goal}: {'met' if ratio >= goal else 'NOT met'}"]
-    switches = [statistics.median(x.switches_per_token for x in side if x.switches_per_token is not None)
-                for side in (harness, bare) if any(x.switches_per_token is not None for x in side)]
-    if len(switches) == 2:
-        lines.append(f"  voluntary context switches per token (whole process): harness {switches[0]:.1f}, "
-                     f"bare {switches[1]:.1f}")
-    if len({x.tokens for x in harness} | {x.tokens for x in bare}) > 1:
+             f"  {bare_label + ', main thread':<40} {fmt([x.tokens_per_second for x in bare])} tokens/s"]
+    if bare_thread:
+        lines.append(f"  {bare_label + ', one thread':<40} {fmt([x.tokens_per_second for x in bare_thread])} tokens/s")
+    lines.append(f"  ratio of medians {ratio:.3f} (harness / bare, main thread)   goal >= {goal}: "
+                 f"{'met' if ratio >= goal else 'NOT met'}")
+    if bare_thread:
+        lines.append(f"  ratio of medians {ratio_of_medians(harness, bare_thread):.3f} (harness / bare on one thread, "
+                     "the harness's placement: the harness's own cost alone)")
+    sides = {"harness": harness, "bare": bare, "bare on one thread": bare_thread or []}
+    switches = {name: statistics.median(x.switches_per_token for x in side if x.switches_per_token is not None)
+                for name, side in sides.items() if any(x.switches_per_token is not None for x in side)}
+    if len(switches) >= 2:
+        lines.append("  voluntary context switches per token (whole process): "
+                     + ", ".join(f"{name} {v:.1f}" for name, v in switches.items()))
+    if len({x.tokens for side in sides.values() for x in side}) > 1:
         lines.append("  note: token counts differ between runs (LoadGen's sample choice, or EOS)")
     return lines
 
@@ -315,6 +347,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--server-qps", type=float, default=None,
                         help="the stated load of the Server comparison (default: half the in-flight capacity)")
     parser.add_argument("--repeats", type=_positive_int, default=3, help="rounds of each comparison (3)")
+    parser.add_argument("--no-bare-thread", action="store_true",
+                        help="leave out the bare loop on one worker thread (the harness's placement)")
     parser.add_argument("--skip", choices=SECTIONS, action="append", default=[], help="leave a section out")
     parser.add_argument("--out", type=Path, default=None, help="directory for the logs (default: a new temp dir)")
     return parser.parse_args(argv)
@@ -338,12 +372,16 @@ def main(argv: list[str] | None = None) -> int:
         cfg = compose([*base, "scenario=offline", f"sut.max_batch_size={args.batch_size}",
                        f"benchmark.max_new_tokens={args.max_new_tokens}"])
         samples = samples_of(cfg)
-        got = alternate({"harness": lambda r: harness_run(cfg, outdir / f"offline-harness-{r}"),
-                         "bare": lambda r: bare_run(cfg, samples, args.batch_size, outdir / f"offline-bare-{r}.log")},
-                        args.repeats, "offline")
+        sides = {"harness": lambda r: harness_run(cfg, outdir / f"offline-harness-{r}"),
+                 "bare": lambda r: bare_run(cfg, samples, args.batch_size, outdir / f"offline-bare-{r}.log")}
+        if not args.no_bare_thread:
+            sides["thread"] = lambda r: bare_run(cfg, samples, args.batch_size, outdir / f"offline-thread-{r}.log",
+                                                 on_thread=True)
+        got = alternate(sides, args.repeats, "offline")
         lines += ["", *compare(f"Offline: {args.samples} samples, batch {args.batch_size}, max_new_tokens "
                                f"{args.max_new_tokens}, {args.repeats} rounds", got["harness"], got["bare"],
-                               "harness through LoadGen (Offline)", "bare model.generate, batches")]
+                               "harness through LoadGen (Offline)", "bare model.generate, batches",
+                               bare_thread=got.get("thread"))]
 
     if "single_stream" not in args.skip:
         n = args.single_stream_samples
@@ -351,13 +389,15 @@ def main(argv: list[str] | None = None) -> int:
                        f"benchmark.max_new_tokens={args.single_stream_tokens}", f"scenario.min_query_count={n}",
                        "scenario.min_duration_s=0", "scenario.expected_latency_ms=1"])
         samples = samples_of(cfg)
-        got = alternate({"harness": lambda r: harness_run(cfg, outdir / f"single-harness-{r}"),
-                         "bare": lambda r: bare_run(cfg, samples, 1, outdir / f"single-bare-{r}.log")},
-                        args.repeats, "single stream")
+        sides = {"harness": lambda r: harness_run(cfg, outdir / f"single-harness-{r}"),
+                 "bare": lambda r: bare_run(cfg, samples, 1, outdir / f"single-bare-{r}.log")}
+        if not args.no_bare_thread:
+            sides["thread"] = lambda r: bare_run(cfg, samples, 1, outdir / f"single-thread-{r}.log", on_thread=True)
+        got = alternate(sides, args.repeats, "single stream")
         lines += ["", *compare(f"SingleStream: {n} samples, one at a time, max_new_tokens {args.single_stream_tokens}, "
                                f"{args.repeats} rounds (LoadGen picks its queries from the {n} samples)",
                                got["harness"], got["bare"], "harness through LoadGen (SingleStream)",
-                               "bare model.generate, batch 1")]
+                               "bare model.generate, batch 1", bare_thread=got.get("thread"))]
 
     if "server" not in args.skip:
         server_base = [*base, "scenario=server", f"benchmark.max_new_tokens={args.server_tokens}",

@@ -50,10 +50,12 @@ def test_sides_alternate_which_goes_first_every_round():
 def test_the_comparison_reports_medians_ranges_and_the_goal():
     harness = [Measured(v, 1000, 0.1) for v in (96.0, 90.0, 100.0)]
     bare = [Measured(v, 1000, 0.2) for v in (100.0, 110.0, 99.0)]
-    text = "\n".join(compare("Offline", harness, bare, "harness", "bare"))
+    thread = [Measured(v, 1000, 0.1) for v in (120.0, 120.0, 120.0)]
+    text = "\n".join(compare("Offline", harness, bare, "harness", "bare", bare_thread=thread))
     assert "median 96.0 (range 90.0-100.0; 96.0, 90.0, 100.0)" in text
-    assert "ratio of medians 0.960   goal >= 0.95: met" in text
-    assert "harness 0.1, bare 0.2" in text
+    assert "ratio of medians 0.960 (harness / bare, main thread)   goal >= 0.95: met" in text
+    assert "ratio of medians 0.800 (harness / bare on one thread" in text
+    assert "harness 0.1, bare 0.2, bare on one thread 0.1" in text
     slow = [Measured(90.0, 1000)] * 3
     assert "goal >= 0.95: NOT met" in "\n".join(compare("x", slow, bare, "h", "b"))
     assert fmt([1.0, 3.0, 2.0], 0) == "median 2 (range 1-3; 1, 3, 2)"
