@@ -99,17 +99,15 @@ class _Pending:
         if not token_ids:
             return
         lock = self.lock
-        lock.acquire()  # not ``with``: half the cost, and nothing between can raise
-        if self.done:
-            lock.release()
-            return
-        self.tokens.extend(token_ids)
-        if self.first_sent or not self.bridge.streaming:
-            lock.release()
-            return
-        self.first_sent = True
-        first = array.array("i", (token_ids[0],))
+        lock.acquire()  # acquire/release, not ``with``: about half the cost per call
         try:
+            if self.done:
+                return
+            self.tokens.extend(token_ids)
+            if self.first_sent or not self.bridge.streaming:
+                return
+            self.first_sent = True
+            first = array.array("i", (token_ids[0],))
             # TTFT is measured by LoadGen from the query's scheduled time to this call.
             lg.FirstTokenComplete([lg.QuerySampleResponse(self.qid, first.buffer_info()[0], 4, 1)])
         finally:
@@ -118,13 +116,12 @@ class _Pending:
     def _complete(self, error: BaseException | None = None) -> None:
         lock = self.lock
         lock.acquire()
-        if self.done:
-            lock.release()
-            return
-        self.done = True
-        buf = array.array("i", self.tokens)
-        addr, n = buf.buffer_info()
         try:
+            if self.done:
+                return
+            self.done = True
+            buf = array.array("i", self.tokens)
+            addr, n = buf.buffer_info()
             lg.QuerySamplesComplete([lg.QuerySampleResponse(self.qid, addr, n * 4, n)])
         finally:
             lock.release()
