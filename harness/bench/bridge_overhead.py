@@ -18,10 +18,10 @@ backlog of a SUT that fell behind stays under 2 s of TTFT.
 1. Sweep: both variants at each ``--qps`` (alternating which goes first); a variant that still
    holds at the top of the list is taken further, doubling, until it fails, so its highest rate
    is never capped by the list.
-2. Rounds (``--rounds``): each variant again on a finer grid between its highest holding rate
-   of the sweep and the next, from the bottom up until a step fails, variants alternating at each
-   grid point. A round's figure is the highest rate that held. Goal: the bridge's median at
-   least half the bare one (ratio >= 0.5).
+2. Rounds (``--rounds``): each variant again on a finer grid (``--grid`` steps per doubling)
+   around its highest holding rate of the sweep: from that rate up until a step fails, or down
+   until one holds, the variants taking turns. A round's figure is the highest rate that held.
+   Goal: the bridge's median at least half the bare one (ratio >= 0.5).
 3. Added latency: p99 at 1,000 QPS over ``--repeats`` alternating runs of each, medians compared
    (goal: the bridge adds under 1 ms), since one p99 on a small, shared machine moves by a
    millisecond or more.
@@ -45,7 +45,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -171,22 +171,52 @@ def bracket(steps: dict[float, Step]) -> tuple[float | None, float | None]:
 
 
 def grid(lo: float, hi: float, points: int) -> list[float]:
-    """``points`` rates from ``lo`` up, geometrically spaced, below ``hi``."""
-    return [round(lo * (hi / lo) ** (k / points), 1) for k in range(points)]
+    """The rates a round may try: ``points`` geometric steps per ``lo``..``hi`` interval, from
+    ``lo`` / (hi / lo) (one interval below, in case ``lo`` fails this time) up to below ``hi``."""
+    return [round(lo * (hi / lo) ** (k / points), 1) for k in range(-points, points)]
+
+
+def walk(rates: list[float], start: int, runner: Callable[[float], Step]) -> Iterator[float | None]:
+    """One variant's round, one step per ``next``: from ``rates[start]`` up while steps hold, or
+    down while they fail; ends by yielding the highest rate that held (None: none did)."""
+    k = start
+    if holds(runner(rates[k])):
+        while k + 1 < len(rates):
+            yield None
+            if not holds(runner(rates[k + 1])):
+                break
+            k += 1
+        yield rates[k]
+        return
+    while k > 0:
+        yield None
+        k -= 1
+        if holds(runner(rates[k])):
+            yield rates[k]
+            return
+    yield None
 
 
 def refine(grids: dict[str, list[float]], runner: Runner) -> dict[str, float | None]:
-    """One round: each variant up its grid until a step fails, variants alternating at each grid
-    point; the highest rate that held (None: not even the first)."""
+    """One round: each variant starts at its sweep's highest holding rate (the middle of its grid)
+    and walks up its grid until a step fails, or down until one holds; the variants take turns,
+    one step each, so drifting load hits both alike. The highest rate that held (None: none)."""
+    walks = {name: walk(rates, len(rates) // 2, lambda q, name=name: runner(name, q))
+             for name, rates in grids.items()}
     best: dict[str, float | None] = {name: None for name in grids}
-    going = {name: True for name in grids}
-    for k in range(max((len(g) for g in grids.values()), default=0)):
-        for name in list(grids) if k % 2 == 0 else list(grids)[::-1]:
-            if going[name] and k < len(grids[name]):
-                if holds(runner(name, grids[name][k])):
-                    best[name] = grids[name][k]
-                else:
-                    going[name] = False
+    turn = 0
+    while walks:
+        names = list(walks) if turn % 2 == 0 else list(walks)[::-1]
+        for name in names:
+            try:
+                got = next(walks[name])
+            except StopIteration:
+                del walks[name]
+                continue
+            if got is not None:
+                best[name] = got
+                del walks[name]
+        turn += 1
     return best
 
 

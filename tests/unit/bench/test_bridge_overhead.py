@@ -68,19 +68,27 @@ def test_bracket_when_nothing_held_or_nothing_failed():
     assert bracket({1_000.0: step(1_000, 1e9)}) == (1_000, None)
 
 
-def test_the_grid_divides_a_doubling_geometrically():
-    assert grid(100_000, 200_000, 4) == pytest.approx([100_000, 118_920.7, 141_421.4, 168_179.3], abs=0.1)
+def test_the_grid_divides_a_doubling_geometrically_one_interval_each_side():
+    assert grid(100_000, 200_000, 4) == pytest.approx(
+        [50_000, 59_460.4, 70_710.7, 84_089.6, 100_000, 118_920.7, 141_421.4, 168_179.3], abs=0.1)
 
 
-def test_a_round_climbs_each_grid_until_the_first_failure_alternating_variants():
+def test_a_round_climbs_from_the_sweeps_rate_until_a_step_fails_variants_taking_turns():
     m = Machine(bridge=130_000, bare=300_000)
     best = refine({"bridge": grid(128_000, 256_000, 4), "bare": grid(256_000, 512_000, 4)}, m)
     assert best == {"bridge": 128_000, "bare": pytest.approx(304_437, abs=1)}
     assert [name for name, _ in m.calls] == ["bridge", "bare", "bare", "bridge", "bare"]
     # each stopped at its first failure: bridge at 152,218 (130,000 done), bare at 362,039
     assert [round(q) for _, q in m.calls] == [128_000, 256_000, 304_437, 152_218, 362_039]
-    # nothing held: None, not the bottom of the grid
-    assert refine({"bridge": [200_000.0]}, Machine(bridge=100_000)) == {"bridge": None}
+
+
+def test_a_round_steps_down_when_the_sweeps_rate_fails_this_time():
+    m = Machine(bridge=100_000)  # the sweep saw 128,000 hold; this round the machine is slower
+    best = refine({"bridge": grid(128_000, 256_000, 4)}, m)
+    assert best == {"bridge": pytest.approx(90_510, abs=1)}
+    assert [round(q) for _, q in m.calls] == [128_000, 107_635, 90_510]
+    # nothing holds, down to half the sweep's rate: None, not a guess
+    assert refine({"bridge": grid(128_000, 256_000, 4)}, Machine(bridge=10_000)) == {"bridge": None}
 
 
 def test_summary_compares_medians_of_rounds_and_reports_their_range():
