@@ -39,6 +39,7 @@ another process wrote after 5 ms of quiet (a streamed token's trip, with no HTTP
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
@@ -49,6 +50,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,11 +93,14 @@ class Timed:
         self.done.release()
 
 
-def drive(url: str, streams: int, requests: int) -> list[dict]:
-    """The harness's client, closed loop: ``streams`` requests in flight until ``requests`` are sent."""
-    # The stub's ids are only counted, never decoded; the tokenizer is required with them all the same.
-    params = OpenAIParams(base_url=url, model="stub", max_concurrency=streams, return_token_ids=True,
-                          tokenizer_path="embedded")
+def drive(url: str, streams: int, requests: int, tokenizer: Path | None = None) -> list[dict]:
+    """The harness's client, closed loop: ``streams`` requests in flight until ``requests`` are sent.
+
+    Output tokens are the server's ids, or with ``tokenizer`` (a local HF tokenizer directory) the
+    client's own count, as when a server sends none (and as AIPerf and GuideLLM count)."""
+    # The stub's ids are only counted, never decoded; a tokenizer is required with them all the same.
+    params = OpenAIParams(base_url=url, model="stub", max_concurrency=streams, return_token_ids=tokenizer is None,
+                          tokenizer_path="embedded" if tokenizer is None else str(tokenizer))
     sut = OpenAISUT.create(params, SUTContext(corpus=[], max_new_tokens=10_000))
     timed: list[tuple[str, Timed]] = []
     try:
@@ -183,7 +188,10 @@ def fidelity(client: str, exe: str, *, streams: int, requests: int, tokenizer: P
     # client: it starts together, so its first chunks all come due at once.
     pairs = sorted(match(result, server), key=lambda pair: pair[1]["arrival"])[streams:]
     d_ttft = [m.ttft_s - (s["first"] - s["arrival"]) for m, s in pairs]
-    d_tpot = [m.tpot_s - (s["last"] - s["first"]) / (s["tokens"] - 1) for m, s in pairs if m.tpot_s is not None]
+    # The server's time per token over as many tokens as the client counted (a tokenizer's count
+    # of the streamed text may differ from the server's), so a TPOT error is the client's timing alone.
+    d_tpot = [m.tpot_s - (s["last"] - s["first"]) / ((m.tokens or s["tokens"]) - 1) for m, s in pairs
+              if m.tpot_s is not None and (m.tokens or s["tokens"]) > 1]
     ms = lambda xs, q: float(np.percentile(xs, q) * 1000) if xs else float("nan")  # noqa: E731
     return {"client": client, "streams": streams, "placement": str(placement), "sent": requests,
             "scheme": "https" if tls else "http", "measured": len(pairs), "rc": result.returncode,
@@ -209,6 +217,70 @@ def capacity(client: str, exe: str, *, streams: int, short: int, long: int, toke
             "scheme": "https" if tls else "http", "rc": r_long.returncode,
             "requests_per_s": len(d_long) / span, "tokens_per_s": tokens_long / span,
             "cpu_us_per_token": (r_long.cpu_s - r_short.cpu_s) / extra_tokens * 1e6 if extra_tokens > 0 else None}
+
+
+def loadgen_fidelity(qps: float, *, placement: Placement, out: Path, duration_s: float,
+                     timeout_s: float = 600) -> dict:
+    """The harness as a run uses it: ``harness sut=openai`` (LoadGen's Server scenario at ``qps``,
+    performance mode) against a fresh stub (TTFT 20 ms, 5 ms per token, 32 tokens); LoadGen's own
+    TTFT and TPOT percentiles minus the same percentiles of the stub's records of those requests.
+
+    LoadGen does not log per-query times in performance mode, so percentiles are compared, not
+    requests. Its TTFT starts at the query's scheduled time, so the error includes LoadGen's own
+    lateness in issuing and the bridge, as every run's does.
+    """
+    proc, url = start_stub("--ttft-ms", "20", "--tpot-ms", "5", "--tokens", "32", cores=placement.server)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        queries = max(50, round(qps * duration_s))
+        cmd = [sys.executable, "-m", "harness", "sut=openai", f"sut.base_url={url}", "sut.model=stub",
+               "sut.return_token_ids=true", "scenario=server", f"scenario.target_qps={qps:g}",
+               f"scenario.min_duration_s={duration_s:g}", f"scenario.min_query_count={queries}",
+               "mode=performance", "benchmark.max_new_tokens=32", f"hydra.run.dir={out / 'run'}"]
+        with (out / "harness.log").open("w") as sink:
+            run_ = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT, env={**os.environ, "NO_COLOR": "1"})
+            pin(run_.pid, placement.client)
+            rc = run_.wait(timeout=timeout_s)
+        records = server_records(url)
+    finally:
+        proc.kill()
+        proc.wait()
+    result_file = out / "run" / "results.json"
+    if rc != 0 and not result_file.is_file():
+        raise SystemExit(f"loadgen: the harness run failed (exit {rc}); see {out / 'harness.log'}")
+    return loadgen_errors(json.loads(result_file.read_text()), records, qps=qps, placement=str(placement))
+
+
+def loadgen_errors(result: dict, records: list[dict], *, qps: float, placement: str) -> dict:
+    """LoadGen's TTFT/TPOT p50 and p99 (results.json, ms) minus the stub records' (seconds)."""
+    server = {"ttft": [r["first"] - r["arrival"] for r in records],
+              "tpot": [(r["last"] - r["first"]) / (r["tokens"] - 1) for r in records if r["tokens"] > 1]}
+    out = {"qps": qps, "placement": placement, "requests": len(records), "errors": result.get("errors"),
+           "valid": result.get("valid")}
+    for metric in ("ttft", "tpot"):
+        loadgen = result.get(f"{metric}_ms") or {}
+        truth = {q: float(np.percentile(server[metric], int(q[1:])) * 1000) if server[metric] else float("nan")
+                 for q in ("p50", "p99")}
+        out[f"{metric}_err_ms"] = {q: loadgen[q] - truth[q] if q in loadgen else float("nan") for q in truth}
+        out[f"{metric}_server_ms"] = truth
+    return out
+
+
+_SPIN = "import os\nos.nice(19)\nwhile True:\n    pass\n"
+
+
+@contextlib.contextmanager
+def kept_awake(cores: frozenset[int] | None) -> Iterator[None]:
+    """A lowest-priority busy loop on ``cores`` for the duration: the client's core never idles,
+    as GuideLLM's scheduler keeps its own awake with a 100 µs polling loop (asyncio.sleep(1e-4)).
+    A woken client preempts it at once (nice 19), so it only removes the idle CPU's wake-up."""
+    spinner = subprocess.Popen([sys.executable, "-c", _SPIN])
+    pin(spinner.pid, cores)
+    try:
+        yield
+    finally:
+        spinner.kill()
+        spinner.wait()
 
 
 _PROBE = """
@@ -278,6 +350,19 @@ def wakeup(placement: Placement, n: int = 400, quiet_s: float = 0.005) -> dict:
     return {"p50_us": float(np.percentile(delays, 50) * 1e6), "p99_us": float(np.percentile(delays, 99) * 1e6)}
 
 
+def repeated_fidelity(client: str, exe: str, *, streams: int, requests: int, tokenizer: Path, out: Path,
+                      placement: Placement, repeat: int, keep_awake: bool = False,
+                      tls: LoopbackCertificates | None = None) -> dict:
+    """``repeat`` fidelity runs of one client, summarized; with ``keep_awake`` a nice-19 busy loop
+    shares the client's cores during each (:func:`kept_awake`)."""
+    runs = []
+    for i in range(repeat):
+        with kept_awake(placement.client) if keep_awake else contextlib.nullcontext():
+            runs.append(fidelity(client, exe, streams=streams, requests=requests, tokenizer=tokenizer,
+                                 out=out.with_name(f"{out.name}-{i}"), placement=placement, tls=tls))
+    return {**summarize(runs), "kept_awake": keep_awake}
+
+
 def summarize(runs: list[dict]) -> dict:
     """Repeated fidelity runs of one client: median p50 and p99 over the runs, and the p99 range."""
     out = {k: runs[0][k] for k in ("client", "streams", "placement", "sent", "scheme")}
@@ -291,15 +376,29 @@ def summarize(runs: list[dict]) -> dict:
     return out
 
 
+def summarize_loadgen(runs: list[dict]) -> dict:
+    """Repeated LoadGen-path runs at one rate: median p50 and p99 errors, and the p99 range."""
+    out = {k: runs[0][k] for k in ("qps", "placement")}
+    out.update(runs=len(runs), requests=sum(r["requests"] for r in runs),
+               errors=sum(r["errors"] or 0 for r in runs), each=runs)
+    for metric in ("ttft_err_ms", "tpot_err_ms"):
+        p99s = [r[metric]["p99"] for r in runs]
+        out[metric] = {"p50": float(np.median([r[metric]["p50"] for r in runs])), "p99": float(np.median(p99s)),
+                       "p99_min": min(p99s), "p99_max": max(p99s)}
+    return out
+
+
 def _main_drive(argv: list[str]) -> None:
     ap = argparse.ArgumentParser(prog="python -m harness.bench.http_client drive",
                                  description="the harness's HTTP client, closed loop, per-request times as JSONL")
     ap.add_argument("--url", required=True)
     ap.add_argument("--streams", type=int, default=1)
     ap.add_argument("--requests", type=int, default=100)
+    ap.add_argument("--tokenizer", type=Path, default=None,
+                    help="count output tokens with this local tokenizer instead of asking for the server's ids")
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args(argv)
-    rows = drive(a.url, a.streams, a.requests)
+    rows = drive(a.url, a.streams, a.requests, a.tokenizer)
     a.out.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
@@ -320,9 +419,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeat", type=int, default=1, metavar="N",
                     help="make each fidelity measurement N times: median p50 and p99, and the p99 range")
     ap.add_argument("--json", type=Path, help="also write every figure to this file")
-    ap.add_argument("--skip", choices=("fidelity", "capacity"), action="append", default=[])
+    ap.add_argument("--skip", choices=("fidelity", "loadgen", "capacity"), action="append", default=[])
     ap.add_argument("--https", action="store_true",
-                    help="measure everything over https too (a certificate made for the run)")
+                    help="measure the clients over https too (a certificate made for the run)")
+    ap.add_argument("--loadgen-qps", default="5,180", metavar="QPS,...",
+                    help="rates of the LoadGen path: harness sut=openai, Server scenario, LoadGen's TTFT/TPOT "
+                         "percentiles against the stub's (default: %(default)s; 180 QPS keeps ~32 in flight)")
+    ap.add_argument("--awake", action="store_true",
+                    help="also measure the harness's client at 1 stream with its core kept busy by a nice-19 loop "
+                         "(why a polling client wakes faster on a VM)")
+    ap.add_argument("--harness-tokenizer", action="store_true",
+                    help="also run the harness's client counting output tokens with a tokenizer (the embedded "
+                         "model's), as AIPerf and GuideLLM do, instead of taking the server's token ids")
     ap.add_argument("--placement", choices=("both", "split", "shared"), default="both",
                     help="split: the server on the last core, the client on the others, as if on two machines; "
                          "shared: both wherever the OS puts them; both (default): every measurement each way")
@@ -330,15 +438,24 @@ def main(argv: list[str] | None = None) -> None:
     from harness.sut.tiny_model import ensure_tiny_model
 
     clients = [("harness", sys.executable)] + [(c, getattr(a, c)) for c in CLIENTS[1:] if getattr(a, c)]
+    if a.harness_tokenizer:
+        clients.insert(1, ("harness-tok", sys.executable))
+    try:
+        loadgen_qps = [float(q) for q in a.loadgen_qps.split(",") if q.strip()]
+    except ValueError:
+        ap.error(f"--loadgen-qps: expected a comma list of rates, got {a.loadgen_qps!r}")
     tokenizer = ensure_tiny_model()  # AIPerf/GuideLLM need a local tokenizer for their synthetic prompts
     n = 200 if a.quick else 600
-    report: dict = {"fidelity": [], "capacity": []}
+    report: dict = {"fidelity": [], "loadgen": [], "capacity": []}
     wanted = {"split": [Placement.split()], "shared": [Placement()], "both": [Placement.split(), Placement()]}
     placements = list(dict.fromkeys(wanted[a.placement]))  # one core: split falls back to shared, once
     report["stalls"] = st = stalls()
     print(f"machine: {os.cpu_count()} cores; busy processes on every core at once were stopped for 1 ms or more "
           f"{st['stalls_1ms_per_core_s']:.1f} times per core-second (2 ms or more: {st['stalls_2ms_per_core_s']:.1f}; "
           f"longest {st['longest_ms']:.1f} ms)")
+    if a.awake:
+        print("harness*: the harness's client with a nice-19 busy loop on its core(s), kept awake as GuideLLM's "
+              "100 us polling loop keeps its own")
     print("fidelity: each run's first wave (as many requests as streams) is warm-up, left out for every client"
           + (f"; median of {a.repeat} runs, p99 range in brackets" if a.repeat > 1 else ""))
     with tempfile.TemporaryDirectory(prefix="http-client-bench-") as tmp:
@@ -352,15 +469,21 @@ def main(argv: list[str] | None = None) -> None:
             for tls in schemes:
                 scheme = "https" if tls else "http"
                 for streams in (1, 32) if "fidelity" not in a.skip else ():
-                    for client, exe in clients:
-                        r = summarize([fidelity(client, exe, streams=streams, requests=n if streams > 1 else n // 2,
-                                                tokenizer=tokenizer, placement=placement, tls=tls,
-                                                out=Path(tmp) / f"fid{streams}-{client}-{placement.name}-{scheme}-{i}")
-                                       for i in range(a.repeat)])
+                    runs = [(client, exe, False) for client, exe in clients]
+                    if a.awake and streams == 1:
+                        runs.insert(1, ("harness", sys.executable, True))
+                    for client, exe, keep_awake in runs:
+                        r = repeated_fidelity(client, exe, streams=streams, requests=n if streams > 1 else n // 2,
+                                              tokenizer=tokenizer, placement=placement, repeat=a.repeat,
+                                              keep_awake=keep_awake, tls=tls,
+                                              out=Path(tmp) / f"fid{streams}-{client}-{keep_awake}-"
+                                                                f"{placement.name}-{scheme}")
+                        if keep_awake:
+                            client = "harness*"
                         report["fidelity"].append(r)
                         t, o = r["ttft_err_ms"], r["tpot_err_ms"]
                         ranges = a.repeat > 1
-                        print(f"fidelity  {client:<8} {scheme:<5} {streams:>2} streams, {r['measured']}/"
+                        print(f"fidelity  {client:<11} {scheme:<5} {streams:>2} streams, {r['measured']}/"
                               f"{r['sent'] * a.repeat} requests (server: TTFT 20 ms, TPOT 5 ms, 32 tokens): client - "
                               f"server TTFT p50 {t['p50']:+.2f} ms p99 {t['p99']:+.2f} ms"
                               + (_range(t) if ranges else "")
@@ -372,9 +495,22 @@ def main(argv: list[str] | None = None) -> None:
                                  out=Path(tmp) / f"cap-{client}-{placement.name}-{scheme}", placement=placement)
                     report["capacity"].append(c)
                     cpu = "-" if c["cpu_us_per_token"] is None else f"{c['cpu_us_per_token']:.1f} us/token"
-                    print(f"capacity  {client:<8} {scheme:<5} zero-delay server, {c['streams']} streams of 64 tokens, "
+                    print(f"capacity  {client:<11} {scheme:<5} zero-delay server, {c['streams']} streams of 64 tokens, "
                           f"{c['requests']} requests: {c['requests_per_s']:,.0f} requests/s, "
                           f"{c['tokens_per_s']:,.0f} streamed tokens/s, client CPU {cpu}", flush=True)
+            # The LoadGen path runs over http: TLS changes the client's socket, which the direct runs measure.
+            for qps in loadgen_qps if "loadgen" not in a.skip else ():
+                r = summarize_loadgen([loadgen_fidelity(qps, placement=placement, duration_s=5 if a.quick else 10,
+                                                        out=Path(tmp) / f"loadgen-{qps:g}-{placement.name}-{i}")
+                                       for i in range(a.repeat)])
+                report["loadgen"].append(r)
+                t, o = r["ttft_err_ms"], r["tpot_err_ms"]
+                ranges = a.repeat > 1
+                print(f"loadgen   harness  {qps:g} QPS, {r['requests']} requests (server: TTFT 20 ms, TPOT 5 ms, 32 "
+                      f"tokens): LoadGen's percentiles - the server's, TTFT p50 {t['p50']:+.2f} ms p99 "
+                      f"{t['p99']:+.2f} ms" + (_range(t) if ranges else "")
+                      + f"; TPOT p50 {o['p50']:+.3f} ms p99 {o['p99']:+.3f} ms" + (_range(o) if ranges else "")
+                      + (f"  [{r['errors']} errors]" if r["errors"] else ""), flush=True)
     if a.json:
         a.json.write_text(json.dumps(report, indent=2) + "\n")
 

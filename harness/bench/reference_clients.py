@@ -6,6 +6,8 @@ reports, per request, the TTFT and time per output token it measured, keyed so t
 own record of the same request can be found:
 
 - the harness (``python -m harness.bench.http_client drive``, the code of ``sut=openai``): by prompt;
+  ``harness-tok`` is the same client counting output tokens with a tokenizer (as AIPerf and
+  GuideLLM do), instead of asking the server for token ids;
 - AIPerf (``aiperf profile``): by its ``X-Request-ID`` header;
 - GuideLLM (``guidellm run``): by the response ``id`` the stub sent.
 
@@ -28,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CLIENTS = ("harness", "aiperf", "guidellm")
+HARNESS_CLIENTS = ("harness", "harness-tok")  # the harness's client: server token ids, or its own tokenizer
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,7 @@ class Measured:
     key: str  # prompt, X-Request-ID or response id: how the stub's record is found
     ttft_s: float
     tpot_s: float | None
+    tokens: int | None = None  # output tokens the client counted (its TPOT's divisor), when it says
 
 
 @dataclass(frozen=True)
@@ -55,9 +59,10 @@ def command(client: str, exe: str, *, url: str, streams: int, requests: int, tok
             out: Path) -> list[str]:
     """The command line that sends ``requests`` streamed completions, ``streams`` at a time."""
     host = url.removesuffix("/v1")
-    if client == "harness":
+    if client in HARNESS_CLIENTS:
+        tok = ["--tokenizer", str(tokenizer)] if client == "harness-tok" else []
         return [exe, "-m", "harness.bench.http_client", "drive", "--url", url, "--streams", str(streams),
-                "--requests", str(requests), "--out", str(out / "harness.jsonl")]
+                "--requests", str(requests), *tok, "--out", str(out / "harness.jsonl")]
     if client == "aiperf":
         # --use-server-token-count: the stub's usage count, so ITL is per real token, not per tokenizer piece.
         return [exe, "profile", "--model", "stub", "--url", host, "--endpoint-type", "completions", "--streaming",
@@ -77,9 +82,9 @@ def command(client: str, exe: str, *, url: str, streams: int, requests: int, tok
 
 def read(client: str, out: Path) -> tuple[Measured, ...]:
     """The per-request figures a finished client wrote into ``out``."""
-    if client == "harness":
+    if client in HARNESS_CLIENTS:
         rows = [json.loads(line) for line in (out / "harness.jsonl").read_text().splitlines() if line]
-        return tuple(Measured(r["prompt"], r["ttft_s"], r["tpot_s"]) for r in rows)
+        return tuple(Measured(r["prompt"], r["ttft_s"], r["tpot_s"], r.get("tokens")) for r in rows)
     if client == "aiperf":
         found = []
         for line in (out / "aiperf" / "profile_export.jsonl").read_text().splitlines():
@@ -141,10 +146,10 @@ def run(client: str, exe: str, *, url: str, streams: int, requests: int, tokens:
 
 def match(run_: ClientRun, server: Sequence[dict]) -> list[tuple[Measured, dict]]:
     """Pairs of (client figure, stub record) for the same request."""
-    field = {"harness": "prompt", "aiperf": "request_id", "guidellm": "id"}[run_.client]
+    field = {"harness": "prompt", "harness-tok": "prompt", "aiperf": "request_id", "guidellm": "id"}[run_.client]
     by_key = {str(r.get(field)): r for r in server}
     return [(m, by_key[m.key]) for m in run_.records if m.key in by_key]
 
 
 def default_executable(client: str) -> str:
-    return sys.executable if client == "harness" else client
+    return sys.executable if client in HARNESS_CLIENTS else client

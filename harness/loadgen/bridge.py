@@ -56,10 +56,15 @@ def progress_level() -> int:
     return logging.INFO if interactive else logging.DEBUG
 
 
+# Token ids reach LoadGen as int32 bytes: array type "i" (C int, 32-bit on every platform LoadGen supports).
+if array.array("i").itemsize != 4:
+    raise ImportError("the bridge needs a 32-bit C int for LoadGen's int32 token ids")
+_NO_DEADLINE = float("inf")
+_new_lock = threading.Lock
+
+
 def _int32_bytes(tokens: Sequence[int]) -> array.array:
-    buf = array.array("i", tokens)  # C int is 32-bit on every platform LoadGen supports
-    assert buf.itemsize == 4
-    return buf
+    return array.array("i", tokens)
 
 
 @dataclass
@@ -82,52 +87,49 @@ class BridgeStats:
 
 
 class _Pending:
-    """One issued sample; the TokenStream handed to the SUT."""
+    """One issued sample; the TokenStream handed to the SUT.
+
+    This and :meth:`_Bridge._take` are the per-sample path, run up to ~100,000 times a second on
+    LoadGen's thread with the ``null`` SUT, so they avoid what costs microseconds in Python:
+    extra calls, per-call clock reads and helper objects (profile in README, "The bridge's own
+    overhead").
+    """
 
     __slots__ = ("bridge", "qid", "sample", "tokens", "first_sent", "done", "deadline", "lock", "n_tokens")
 
-    def __init__(self, bridge: _Bridge, qid: int, sample: Sample) -> None:
+    def __init__(self, bridge: _Bridge, qid: int, sample: Sample, deadline: float = _NO_DEADLINE) -> None:
         self.bridge = bridge
         self.qid = qid
         self.sample = sample
         self.tokens: list[int] = []
         self.first_sent = False
         self.done = False
-        self.deadline = float("inf")
-        self.lock = threading.Lock()
+        self.deadline = deadline
+        self.lock = _new_lock()
         self.n_tokens = 0  # the output length LoadGen was given (set at completion)
 
     def emit(self, token_ids: Sequence[int]) -> None:
         if not token_ids:
             return
-        with self.lock:
+        lock = self.lock
+        lock.acquire()  # acquire/release, not ``with``: about half the cost per call
+        try:
             if self.done:
                 return
             self.tokens.extend(token_ids)
             if self.first_sent or not self.bridge.streaming:
                 return
             self.first_sent = True
-            first = _int32_bytes(self.tokens[:1])
-            addr, n = first.buffer_info()
+            first = array.array("i", (token_ids[0],))
             # TTFT is measured by LoadGen from the query's scheduled time to this call.
-            lg.FirstTokenComplete([lg.QuerySampleResponse(self.qid, addr, n * 4, 1)])
+            lg.FirstTokenComplete([lg.QuerySampleResponse(self.qid, first.buffer_info()[0], 4, 1)])
+        finally:
+            lock.release()
 
-    def finish(self, n_tokens: int | None = None) -> None:
-        """``n_tokens``: the true output length when it differs from the ids emitted (``sut=openai``
-        counting the server's usage while the ids are its text re-tokenized): LoadGen's TPOT and
-        tokens/s are computed from the count, the accuracy log keeps the ids."""
-        self._complete(None, n_tokens)
-
-    def fail(self, error: BaseException) -> None:
-        self._complete(error)
-
-    def complete_with(self, token_ids: Sequence[int], n_tokens: int | None = None) -> None:
-        """Batch path: the whole output at once."""
-        self.emit(token_ids)
-        self.finish(n_tokens)
-
-    def _complete(self, error: BaseException | None, n_tokens: int | None = None) -> None:
-        with self.lock:
+    def _complete(self, error: BaseException | None = None, n_tokens: int | None = None) -> None:
+        lock = self.lock
+        lock.acquire()
+        try:
             if self.done:
                 return
             self.done = True
@@ -138,12 +140,26 @@ class _Pending:
                 # TPOT in performance mode; an empty first token avoids both.
                 self.first_sent = True
                 lg.FirstTokenComplete([lg.QuerySampleResponse(self.qid, 0, 0, 0)])
-            tokens = self.tokens
-            buf = _int32_bytes(tokens)
+            buf = array.array("i", self.tokens)
             addr, n = buf.buffer_info()
             self.n_tokens = n if n_tokens is None else n_tokens
             lg.QuerySamplesComplete([lg.QuerySampleResponse(self.qid, addr, n * 4, self.n_tokens)])
+        finally:
+            lock.release()
         self.bridge.on_done(self, error)
+
+    def finish(self, n_tokens: int | None = None) -> None:
+        """``n_tokens``: the true output length when it differs from the ids emitted (``sut=openai``
+        counting the server's usage while the ids are its text re-tokenized): LoadGen's TPOT and
+        tokens/s are computed from the count, the accuracy log keeps the ids."""
+        self._complete(None, n_tokens)
+
+    fail = _complete  # TokenStream.fail(error): one call less than a wrapper
+
+    def complete_with(self, token_ids: Sequence[int], n_tokens: int | None = None) -> None:
+        """Batch path: the whole output at once."""
+        self.emit(token_ids)
+        self._complete(None, n_tokens)
 
 
 class _Bridge:
@@ -247,11 +263,18 @@ class _Bridge:
             self._take(item)
 
     def _take(self, query_samples: list) -> None:
-        pendings = [_Pending(self, qs.id, self.samples[qs.index]) for qs in query_samples]
+        samples = self.samples
+        if self.streaming:
+            # Armed now: the SUT gets each sample within this call. One clock read per query.
+            deadline = time.monotonic() + self.options.sample_timeout_s
+            pendings = [_Pending(self, qs.id, samples[qs.index], deadline) for qs in query_samples]
+        else:
+            pendings = [_Pending(self, qs.id, samples[qs.index]) for qs in query_samples]
         with self.lock:
             self.stats.issued += len(pendings)
+            outstanding = self.outstanding
             for p in pendings:
-                self.outstanding[p.qid] = p
+                outstanding[p.qid] = p
         if self.streaming:
             for p in pendings:
                 self._submit(p)
@@ -263,10 +286,10 @@ class _Bridge:
                 self.batches.put(pendings[i:i + size])
 
     def _submit(self, p: _Pending) -> None:
-        if self.failing_fast:
+        """Hand one armed sample to the SUT."""
+        if self.stats.gave_up is not None:  # failing_fast, without a property call
             p.fail(RuntimeError(f"not sent: the harness gave up on the SUT ({self.stats.gave_up})"))
             return
-        self._arm([p])
         try:
             self.sut.submit(p.sample, p)
         except Exception as exc:

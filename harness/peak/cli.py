@@ -47,7 +47,9 @@ def _key(override: str) -> str:
 def base_overrides(overrides: tuple[str, ...], config: HarnessConfig, step: Step) -> list[str]:
     """The user's overrides that still apply to one run, with the scenario named explicitly
     (``harness`` defaults to offline, ``harness-peak`` to server)."""
-    dropped = _SEARCH_KEYS + (_PROBE_KEYS if step == "probe" else ())
+    # A quick-mode confirmation names its own length too (settings.confirm_length)
+    lengths = step == "probe" or not config.benchmark.official
+    dropped = _SEARCH_KEYS + (_PROBE_KEYS if lengths else ())
     kept = [o for o in overrides if not any(_key(o) == k or _key(o).startswith(k + ".") for k in dropped)]
     if not any(_key(o) == "scenario" for o in kept):
         kept.insert(0, f"scenario={config.scenario.name}")
@@ -80,7 +82,8 @@ class Runner:
         from harness.loadgen.logs import parse_detail_log
         from harness.run import DETAIL_LOG, prepare_output_dir
 
-        config = probe_config(self.config, self.settings, qps) if step == "probe" else confirm_config(self.config, qps)
+        config = (probe_config(self.config, self.settings, qps) if step == "probe"
+                  else confirm_config(self.config, self.settings, qps))
         out = self.search_dir / f"{step}_{n:02d}_qps{qps:g}"
         args = [*base_overrides(self.overrides, self.config, step), *probe_overrides(self.config, self.settings,
                                                                                     qps, step)]

@@ -27,6 +27,12 @@ EARLY_STOPPING_MIN_QUERIES = 460
 # the rate LoadGen is given agree; relative steps below 1e-4 are not representable.
 QPS_DIGITS = 5
 MIN_PRECISION = 0.001
+# A quick-mode confirmation runs at least this many times a probe's duration and query count.
+# LoadGen's seeds come from mlperf.conf, so a confirmation of a probe's own length re-plays the
+# last probe's arrival schedule exactly (with the scenario's quick defaults, 5 s and 500 queries,
+# it did): it confirmed nothing. A longer run keeps that schedule's start and goes on, so a queue
+# that grows slowly (a rate just above capacity) has time to show.
+CONFIRM_LENGTH_FACTOR = 2
 
 
 @dataclass(frozen=True)
@@ -137,10 +143,24 @@ def probe_config(config: HarnessConfig, settings: PeakConfig, qps: float) -> Har
                                benchmark=dataclasses.replace(config.benchmark, official=False))
 
 
-def confirm_config(config: HarnessConfig, qps: float) -> HarnessConfig:
-    """The confirmation: the user's own run (duration, query count, official or not) at ``qps``."""
-    return dataclasses.replace(config, scenario=dataclasses.replace(config.scenario, target_qps=qps),
-                               mode="performance")
+def confirm_length(config: HarnessConfig, settings: PeakConfig) -> tuple[float, int] | None:
+    """A quick-mode confirmation's (min_duration_s, min_query_count): the scenario's own, but at
+    least ``CONFIRM_LENGTH_FACTOR`` times a probe's; None with official settings (mlperf.conf's)."""
+    if config.benchmark.official:
+        return None
+    sc = config.scenario
+    return (max(sc.min_duration_s, CONFIRM_LENGTH_FACTOR * settings.probe_duration_s),
+            max(sc.min_query_count, CONFIRM_LENGTH_FACTOR * settings.probe_min_query_count))
+
+
+def confirm_config(config: HarnessConfig, settings: PeakConfig, qps: float) -> HarnessConfig:
+    """The confirmation: the user's own run (official or not) at ``qps``, in quick mode at least
+    twice a probe's length (:func:`confirm_length`)."""
+    scenario = dataclasses.replace(config.scenario, target_qps=qps)
+    length = confirm_length(config, settings)
+    if length is not None:
+        scenario = dataclasses.replace(scenario, min_duration_s=length[0], min_query_count=length[1])
+    return dataclasses.replace(config, scenario=scenario, mode="performance")
 
 
 def probe_overrides(config: HarnessConfig, settings: PeakConfig, qps: float, step: str) -> list[str]:
@@ -151,4 +171,6 @@ def probe_overrides(config: HarnessConfig, settings: PeakConfig, qps: float, ste
                 f"scenario.min_query_count={settings.probe_min_query_count}"]
         if config.benchmark.official:
             out += ["benchmark.official=false", "scenario.ttft_ms=null", "scenario.tpot_ms=null"]
+    elif (length := confirm_length(config, settings)) is not None:
+        out += [f"scenario.min_duration_s={length[0]:g}", f"scenario.min_query_count={length[1]}"]
     return out

@@ -296,6 +296,9 @@ class NullSUT(_FakeBase):
 
     name = "null"
     streaming = True
+    # submit answers at once and never blocks, so the bridge may call it on LoadGen's thread: what
+    # is left to measure is the bridge's own per-sample path (StreamingSUT.submit_inline).
+    submit_inline = True
 
     def __init__(self, params: NullParams, tokenizer: WordTokenizer) -> None:
         self.tokenizer = tokenizer

@@ -8,7 +8,8 @@ the running batch at step boundaries. With ``draft_model_path`` every request, O
 streamed, goes one at a time through greedy speculative decoding
 (:mod:`harness.sut.hf_speculative`). ``model_path: null`` loads the embedded tiny model
 (:mod:`harness.sut.tiny_model`) through this same path. Nothing is downloaded: the hub client
-runs offline and every load is ``local_files_only``.
+runs offline and every load is ``local_files_only``. All torch work (load, warm-up, batches,
+decode loops) runs on one thread, :mod:`harness.sut.torch_thread`, whichever thread calls.
 """
 
 from __future__ import annotations
@@ -216,8 +217,10 @@ class HFSUT:
         from transformers import GenerationConfig
 
         from harness.sut.hf_inflight import InflightDecoder
+        from harness.sut.torch_thread import torch_thread
 
         _check(params, max_new_tokens)
+        self._torch_thread = torch_thread()
         self.model = model
         self.path = path
         self.params = params
@@ -260,6 +263,14 @@ class HFSUT:
 
     @classmethod
     def create(cls, params: HFParams, ctx: SUTContext) -> HFSUT:
+        """Load and warm up on the torch thread, where all of this SUT's torch work runs
+        (:mod:`harness.sut.torch_thread`: one OpenMP team per process, as in a bare loop)."""
+        from harness.sut.torch_thread import torch_thread
+
+        return torch_thread().call(cls._create, params, ctx)
+
+    @classmethod
+    def _create(cls, params: HFParams, ctx: SUTContext) -> HFSUT:
         import torch
 
         _check(params, ctx.max_new_tokens)  # before the (possibly long) load
@@ -324,7 +335,7 @@ class HFSUT:
             log.warning("%d prompts plus max_new_tokens=%d exceed the model's %d positions", too_long,
                         self.max_new_tokens, self.max_positions)
         if self.params.cuda_fast_decode and self._prompts:
-            # Compile (CUDA graphs) for the longest prompt now, outside the timed path.
+            # Compile (CUDA graphs) for the longest prompt now, outside the timed path (on the torch thread).
             self.decoder.warm_up(max(self._prompts.values(), key=len))
 
     def prompt_ids(self, sample: Sample) -> list[int]:
@@ -332,6 +343,9 @@ class HFSUT:
         return ids if ids is not None else self.tokenizer.encode(sample.prompt)
 
     def generate(self, batch: Sequence[Sample]) -> list[Completion]:
+        return self._torch_thread.call(self._generate, batch)
+
+    def _generate(self, batch: Sequence[Sample]) -> list[Completion]:
         from harness.sut.hf_inflight import left_pad
 
         if self.draft is not None:  # speculative decoding is batch 1: the samples one after another
@@ -366,6 +380,9 @@ class HFSUT:
 
     def _warm_up(self) -> None:
         """One tiny generate, so one-time initialisation is not charged to the first sample."""
+        self._torch_thread.call(self._warm_up_here)
+
+    def _warm_up_here(self) -> None:
         ids = self.tokenizer.encode("Warm up.") or [self.pad_id]
         warm = copy.deepcopy(self.generation_config)
         warm.max_new_tokens = 2

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import copy
 import logging
-import queue
 import threading
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,9 +22,9 @@ import torch
 from transformers.generation.streamers import BaseStreamer
 
 from harness.sut.base import TokenStream
+from harness.sut.torch_thread import torch_thread
 
 log = logging.getLogger(__name__)
-_STOP = object()
 
 
 class _Emitter(BaseStreamer):
@@ -45,7 +45,7 @@ class _Emitter(BaseStreamer):
 
 
 class SerialDecoder:
-    """Streams requests one at a time through ``model.generate`` on one thread."""
+    """Streams requests one at a time through ``model.generate`` on the torch thread."""
 
     def __init__(self, model: Any, generation_config: Any, *, static_cache: bool) -> None:
         self.model = model
@@ -53,46 +53,46 @@ class SerialDecoder:
         self.generation_config = copy.deepcopy(generation_config)
         if static_cache:
             self.generation_config.cache_implementation = "static"
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
+        self._waiting: deque[tuple[Sequence[int], TokenStream]] = deque()
         self._lock = threading.Lock()
         self._closed = False
+        self._running = False  # the loop is queued or running on the torch thread
+        self._loop_done: threading.Event | None = None
 
     def warm_up(self, prompt_ids: Sequence[int]) -> None:
         """Generate once at this prompt's length: sizes the static cache and compiles."""
-        self._generate(prompt_ids, None)
+        torch_thread().call(self._generate, prompt_ids, None)
 
     def submit(self, prompt_ids: Sequence[int], stream: TokenStream) -> None:
         with self._lock:
             if self._closed:
                 raise RuntimeError("the decoder is closed")
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name="hf-fast-decode", daemon=True)
-                self._thread.start()
-        self._queue.put((prompt_ids, stream))
+            self._waiting.append((prompt_ids, stream))
+            if not self._running:
+                self._running = True
+                self._loop_done = torch_thread().start(self._loop)
 
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            thread = self._thread
-        self._queue.put(_STOP)
-        if thread is not None:
-            thread.join(timeout=30)
+            done = self._loop_done
+        if done is not None:
+            done.wait(timeout=30)
         error = RuntimeError("the SUT was closed before this sample finished")
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                return
-            if item is not _STOP:
-                item[1].fail(error)
+        with self._lock:
+            waiting, self._waiting = list(self._waiting), deque()
+        for _, stream in waiting:
+            stream.fail(error)
 
     def _loop(self) -> None:
+        """Serve waiting requests one at a time until none is left (or the decoder closes), then
+        give the torch thread back; the next submit starts the loop again."""
         while True:
-            item = self._queue.get()
-            if item is _STOP:
-                return
-            prompt_ids, stream = item
+            with self._lock:
+                if self._closed or not self._waiting:
+                    self._running = False
+                    return
+                prompt_ids, stream = self._waiting.popleft()
             try:
                 self._generate(prompt_ids, stream)
             except Exception as exc:

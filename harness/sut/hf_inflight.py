@@ -1,4 +1,4 @@
-"""In-flight (continuous) batching for streaming requests: one greedy decode loop on one thread.
+"""In-flight (continuous) batching for streaming requests: one greedy decode loop on the torch thread.
 
 Requests wait in a queue. At every step boundary the loop admits waiting requests (up to
 ``max_batch_size`` running), prefills them together with left padding, reports each one's first
@@ -28,6 +28,7 @@ from transformers.cache_utils import DynamicCache, DynamicLayer
 
 from harness.sut.base import TokenStream
 from harness.sut.kv_cache import cache_keyword, output_cache
+from harness.sut.torch_thread import torch_thread
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,8 @@ class InflightDecoder:
         self._waiting: deque[tuple[Sequence[int], TokenStream]] = deque()
         self._cv = threading.Condition()
         self._closed = False
-        self._thread: threading.Thread | None = None
+        self._running = False  # the decode loop is queued or running on the torch thread
+        self._loop_done: threading.Event | None = None
         self._batch: _Batch | None = None
         self._mergeable: bool | None = None  # known after the first prefill
 
@@ -112,9 +114,9 @@ class InflightDecoder:
             if self._closed:
                 raise RuntimeError("the decoder is closed")
             self._waiting.append((prompt_ids, stream))
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name="hf-decode", daemon=True)
-                self._thread.start()
+            if not self._running:
+                self._running = True
+                self._loop_done = torch_thread().start(self._loop)
             self._cv.notify()
 
     @property
@@ -127,25 +129,25 @@ class InflightDecoder:
         with self._cv:
             self._closed = True
             self._cv.notify()
-            thread = self._thread
-        if thread is not None:
-            thread.join(timeout=30)
+            done = self._loop_done
+        stopped = done is None or done.wait(timeout=30)
         error = RuntimeError("the SUT was closed before this sample finished")
         with self._cv:
             waiting, self._waiting = list(self._waiting), deque()
         for _, stream in waiting:
             stream.fail(error)
-        if self._batch is not None and (thread is None or not thread.is_alive()):
+        if self._batch is not None and stopped:
             self._fail_running(error)
 
-    # -- the decode thread -----------------------------------------------------------------
+    # -- the decode loop (on the torch thread) ---------------------------------------------
     def _loop(self) -> None:
+        """Decode until nothing is running or waiting (or the decoder closes), then give the
+        torch thread back; the next submit starts the loop again."""
         with torch.inference_mode():
             while True:
                 with self._cv:
-                    while not self._closed and not self._waiting and self._batch is None:
-                        self._cv.wait()
-                    if self._closed:
+                    if self._closed or (not self._waiting and self._batch is None):
+                        self._running = False
                         return
                     admitted = self._take_waiting()
                 try:

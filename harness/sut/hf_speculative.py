@@ -34,6 +34,7 @@ from harness.errors import SUTError
 from harness.sut.base import TokenStream
 from harness.sut.hf_fast import SerialDecoder
 from harness.sut.kv_cache import cache_keyword, output_cache
+from harness.sut.torch_thread import torch_thread
 
 log = logging.getLogger(__name__)
 
@@ -140,9 +141,10 @@ class SpeculativeDecoder(SerialDecoder):
         self.reset_stats()
 
     def decode(self, prompt_ids: Sequence[int], max_new_tokens: int | None = None) -> tuple[int, ...]:
-        """The greedy output for one prompt, synchronously."""
+        """The greedy output for one prompt, synchronously (on the torch thread)."""
         out: list[int] = []
-        self._run(prompt_ids, out.extend, self.max_new_tokens if max_new_tokens is None else max_new_tokens)
+        torch_thread().call(self._run, prompt_ids, out.extend,
+                            self.max_new_tokens if max_new_tokens is None else max_new_tokens)
         return tuple(out)
 
     def _generate(self, prompt_ids: Sequence[int], stream: TokenStream | None) -> None:

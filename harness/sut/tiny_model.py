@@ -47,6 +47,15 @@ class TinyRecipe:
     max_position_embeddings: int = 4096
     seed: int = 0
     version: int = 1  # bump when the build below changes
+    # The model's vocabulary (embedding and LM head rows); None: the tokenizer's. Larger, as real
+    # models pad theirs, gives a benchmark model the LM head of a real one (e.g. Llama 2's 32,000)
+    # while the tokenizer stays the one trained on the bundled sample: ids beyond it decode to nothing.
+    model_vocab_size: int | None = None
+
+    def key(self) -> dict:
+        """The fields that shape the files; a field at its default None leaves the key (and the
+        default model's cache directory) as it was before the field existed."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if not (k == "model_vocab_size" and v is None)}
 
 
 def cache_root() -> Path:
@@ -64,7 +73,7 @@ def recipe_hash(recipe: TinyRecipe, corpus_file: Path = BUNDLED_SAMPLE) -> str:
     import transformers
 
     h = hashlib.sha256()
-    h.update(json.dumps(dataclasses.asdict(recipe), sort_keys=True).encode())
+    h.update(json.dumps(recipe.key(), sort_keys=True).encode())
     h.update(corpus_file.read_bytes())
     # Weight initialisation and BPE training may change across releases: a new version, a new model.
     h.update(f"{torch.__version__} {transformers.__version__} {tokenizers.__version__}".encode())
@@ -125,7 +134,10 @@ def build_tiny_model(recipe: TinyRecipe, out_dir: Path, corpus_file: Path = BUND
     PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=BOS, eos_token=EOS,
                             pad_token=PAD).save_pretrained(out_dir)
 
-    config = LlamaConfig(vocab_size=tok.get_vocab_size(), hidden_size=recipe.hidden_size,
+    if recipe.model_vocab_size is not None and recipe.model_vocab_size < tok.get_vocab_size():
+        raise ValueError(f"model_vocab_size={recipe.model_vocab_size} is below the tokenizer's "
+                         f"{tok.get_vocab_size()} tokens")
+    config = LlamaConfig(vocab_size=recipe.model_vocab_size or tok.get_vocab_size(), hidden_size=recipe.hidden_size,
                          intermediate_size=recipe.intermediate_size, num_hidden_layers=recipe.num_hidden_layers,
                          num_attention_heads=recipe.num_attention_heads,
                          num_key_value_heads=recipe.num_key_value_heads,

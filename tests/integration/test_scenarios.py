@@ -122,3 +122,20 @@ def test_gptj_server_is_judged_on_its_end_to_end_latency(run):
     detail = parse_detail_log(Path(result.output_dir) / "performance" / "mlperf_log_detail.txt")
     assert detail.get("effective_target_latency_ns") == 20_000_000_000
     assert detail.get("requested_use_token_latencies") is not True
+
+
+def test_null_sut_answered_on_loadgens_thread_completes_every_sample(run):
+    # sut=null has submit_inline: the bridge answers each query within LoadGen's own issue call
+    # (the bridge benchmark's path). Every sample must still get its first token and its output.
+    perf = run("sut=null", "scenario=server", "mode=performance", *QUICK["server"])
+    assert perf.errors == 0 and perf.valid, perf.invalid_reasons
+    assert perf.tokens_per_second == pytest.approx(2 * perf.samples_per_second, rel=0.01)
+    assert perf.ttft_ms is not None and perf.ttft_ms.p50 <= perf.latency_ms.p50
+    acc = run("sut=null", "scenario=server", "mode=accuracy", *QUICK["server"])
+    log = json.loads((Path(acc.output_dir) / "accuracy" / "mlperf_log_accuracy.json").read_text())
+    config = compose(["sut=null"])
+    samples = build_samples(config.benchmark, load_dataset(config.dataset))
+    eos = WordTokenizer([s.prompt for s in samples] + [s.reference for s in samples]).eos_token_id
+    token = eos.to_bytes(4, "little").hex().upper()  # LoadGen logs int32 little-endian hex
+    assert len(log) == 32
+    assert {(entry["data"], entry["token_data"]) for entry in log} == {(token * 2, token)}

@@ -1,5 +1,6 @@
 """harness-peak's pure parts: the search against scripted verdicts, limiting metrics, settings, output."""
 
+import dataclasses
 import json
 import math
 
@@ -227,3 +228,26 @@ def test_probes_are_quick_performance_runs_and_repeatable_with_harness():
         "scenario.target_qps=12.5", "mode=performance", "scenario.min_duration_s=2", "scenario.min_query_count=500",
         "benchmark.official=false", "scenario.ttft_ms=null", "scenario.tpot_ms=null"]
     assert probe_overrides(config, settings, 12.5, "confirm") == ["scenario.target_qps=12.5", "mode=performance"]
+
+
+def test_a_quick_confirmation_is_longer_than_a_probe_so_it_does_not_replay_it():
+    # With the quick defaults (5 s, 500 queries) equal to a probe's, the confirmation used to re-run
+    # the last probe's LoadGen schedule exactly (same seeds from mlperf.conf, same length).
+    from harness.peak.settings import confirm_config
+
+    config, settings = compose(["sut=queue"])
+    probe = probe_config(config, settings, 100)
+    confirm = confirm_config(config, settings, 100)
+    assert (probe.scenario.min_duration_s, probe.scenario.min_query_count) == (5, 500)
+    assert (confirm.scenario.min_duration_s, confirm.scenario.min_query_count) == (10, 1000)
+    assert probe_overrides(config, settings, 100, "confirm") == [
+        "scenario.target_qps=100", "mode=performance", "scenario.min_duration_s=10", "scenario.min_query_count=1000"]
+    # the user's own longer run stands, and their length overrides give way to the computed ones
+    config, settings = compose(["sut=queue", "scenario.min_duration_s=60"])
+    assert confirm_config(config, settings, 100).scenario.min_duration_s == 60
+    assert base_overrides(("sut=queue", "scenario.min_duration_s=60"), config, "confirm") == [
+        "scenario=server", "sut=queue"]
+    assert probe_overrides(config, settings, 100, "confirm")[2] == "scenario.min_duration_s=60"
+    # official settings: mlperf.conf's lengths, untouched
+    config, settings = compose(["sut=queue", "benchmark.official=true"])
+    assert confirm_config(config, settings, 100).scenario == dataclasses.replace(config.scenario, target_qps=100)

@@ -87,3 +87,20 @@ def test_the_harness_client_runs_against_the_stub_and_matches_every_request(tmp_
         assert server_ttft >= 0.019 and measured.ttft_s >= server_ttft - 0.001
         tpot_errors.append(measured.tpot_s - (record["last"] - record["first"]) / (record["tokens"] - 1))
     assert abs(statistics.median(tpot_errors)) < 0.002  # seconds; loose: a busy 2-core machine
+
+
+def test_the_harness_client_can_count_tokens_with_a_tokenizer_like_its_peers(tmp_path):
+    from harness.sut.tiny_model import ensure_tiny_model
+
+    tokenizer = ensure_tiny_model()
+    cmd = command("harness-tok", sys.executable, url="http://127.0.0.1:9/v1", streams=1, requests=1, tokens=8,
+                  tokenizer=tokenizer, out=tmp_path)
+    assert cmd[cmd.index("--tokenizer") + 1] == str(tokenizer)
+    with stub("--ttft-ms", "5", "--tpot-ms", "1", "--tokens", "8") as url:
+        result = run("harness-tok", sys.executable, url=url, streams=2, requests=4, tokens=8, tokenizer=tokenizer,
+                     out=tmp_path, timeout_s=60)
+        pairs = match(result, server_records(url))
+    assert result.returncode == 0 and len(pairs) == 4
+    # the tokenizer's count of the streamed text " t0 t1 ... t7", not the server's 8 ids
+    assert all(m.tokens and m.tokens != 8 for m, _ in pairs)
+    assert all(r["tokens"] == 8 for _, r in pairs)

@@ -63,3 +63,25 @@ def test_a_submit_inline_sut_is_called_on_loadgens_thread_others_on_the_dispatch
         bridge.stop()
     assert sut.threads == (["loadgen-issue"] * 2 if inline else ["harness-dispatch"] * 2)
     assert bridge.stats.issued == 2
+
+
+def test_the_null_sut_is_answered_on_loadgens_thread():
+    # sut=null answers instantly and never blocks, so the bridge benchmark measures the bridge's
+    # own per-sample path, not the hand-over to the dispatcher thread (issue 21).
+    from harness.sut.fakes import NullParams, NullSUT
+
+    class NullNoting(NullSUT):  # records the thread and leaves the sample unanswered: no LoadGen test runs
+        def submit(self, sample: Sample, stream: TokenStream) -> None:
+            self.thread = threading.current_thread().name
+
+    sut = NullNoting(NullParams(), WordTokenizer(["a"]))
+    bridge = _Bridge(sut, [Sample(0, "p", "p")], streaming=True, options=RunOptions(sample_timeout_s=60))
+    bridge.start()
+    try:
+        issuer = threading.Thread(target=bridge.issue, args=([Query(1, 0)],), name="loadgen-issue")
+        issuer.start()
+        issuer.join(5)
+    finally:
+        bridge.outstanding.clear()
+        bridge.stop()
+    assert sut.thread == "loadgen-issue"

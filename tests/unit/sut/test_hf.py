@@ -326,11 +326,33 @@ def test_cpu_threads_one_for_the_embedded_model_else_as_asked(model_dir):
     assert cpu_threads(HFParams()) == 1  # the tiny model's matrices are too small to split
     assert cpu_threads(HFParams(model_path="/models/x")) is None  # torch's default: one per core
     assert cpu_threads(HFParams(model_path="/models/x", threads=3)) == 3
-    before = torch.get_num_threads()
+    from harness.sut.torch_thread import torch_thread
+
+    # torch's OpenMP thread count is per calling thread: what counts is the torch thread's
+    before = torch_thread().call(torch.get_num_threads)
     try:
         make_sut(model_dir, threads=1).close()
-        assert torch.get_num_threads() == 1
+        assert torch_thread().call(torch.get_num_threads) == 1
         with pytest.raises(ConfigError, match="sut.threads"):
             make_sut(model_dir, threads=0)
     finally:
-        torch.set_num_threads(before)
+        torch_thread().call(torch.set_num_threads, before)
+
+
+def test_all_torch_work_runs_on_one_thread_whichever_thread_calls(model_dir):
+    # libgomp keeps one OpenMP team per thread that starts parallel work, and throttles them all
+    # once it manages more threads than CPUs: load, warm-up, batches and decoding on one thread
+    # keep the process at one team, as a bare generate() loop is (issue 21, ~14% on 2 cores).
+    threads: set[str] = set()
+    sut = make_sut(model_dir, max_new_tokens=4)
+    try:
+        sut.model.register_forward_pre_hook(lambda *_: threads.add(threading.current_thread().name))
+        batch = samples()
+        offline = threading.Thread(target=sut.generate, args=(batch[:2],), name="bridge-worker")
+        offline.start()
+        offline.join(30)
+        sut.generate(batch[2:])  # from the main thread
+        stream_all(sut, batch)  # the in-flight decode loop
+    finally:
+        sut.close()
+    assert threads == {"harness-torch"}

@@ -70,3 +70,19 @@ def test_unwritable_cache_is_a_sut_error_naming_it(tmp_path):
     with pytest.raises(SUTError, match="HARNESS_CACHE") as err:
         ensure_tiny_model(SMALL, blocker)
     assert str(blocker) in str(err.value)
+
+
+def test_a_model_vocabulary_larger_than_the_tokenizer_keeps_the_default_models_key(tmp_path):
+    import json
+
+    from harness.sut.tiny_model import build_tiny_model
+
+    # The benchmark model: a real model's LM head (e.g. 32,000 rows) over the small trained tokenizer.
+    wide = TinyRecipe(**{**vars(SMALL), "model_vocab_size": 1000})
+    path = build_tiny_model(wide, tmp_path / "wide")
+    assert json.loads((path / "config.json").read_text())["vocab_size"] == 1000
+    assert recipe_hash(wide) != recipe_hash(SMALL)
+    # The field at its default leaves the key as it was before the field existed.
+    assert "model_vocab_size" not in TinyRecipe().key()
+    with pytest.raises(ValueError, match="model_vocab_size"):
+        build_tiny_model(TinyRecipe(**{**vars(SMALL), "model_vocab_size": 10}), tmp_path / "narrow")
