@@ -109,7 +109,7 @@ class _Timed:
             self.times.append(time.perf_counter())
             self.tokens += len(token_ids)
 
-    def finish(self) -> None:
+    def finish(self, n_tokens: int | None = None) -> None:
         self.done.set()
 
     def fail(self, error: BaseException) -> None:

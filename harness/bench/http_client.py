@@ -66,13 +66,14 @@ from harness.sut.openai import OpenAIParams, OpenAISUT
 class Timed:
     """A TokenStream recording when the bridge would see the first token and the end."""
 
-    __slots__ = ("start", "first", "end", "n", "error", "done")
+    __slots__ = ("start", "first", "end", "n", "emitted", "error", "done")
 
     def __init__(self, done: threading.Semaphore) -> None:
         self.start = time.perf_counter()
         self.first = 0.0
         self.end = 0.0
         self.n = 0
+        self.emitted = 0  # ids the client emitted (the server's, or its own tokenizer's)
         self.error: BaseException | None = None
         self.done = done
 
@@ -80,6 +81,7 @@ class Timed:
         if ids and not self.first:
             self.first = time.perf_counter()
         self.n += len(ids)
+        self.emitted += len(ids)
 
     def finish(self, n_tokens: int | None = None) -> None:
         self.end = time.perf_counter()
@@ -96,8 +98,9 @@ class Timed:
 def drive(url: str, streams: int, requests: int, tokenizer: Path | None = None) -> list[dict]:
     """The harness's client, closed loop: ``streams`` requests in flight until ``requests`` are sent.
 
-    Output tokens are the server's ids, or with ``tokenizer`` (a local HF tokenizer directory) the
-    client's own count, as when a server sends none (and as AIPerf and GuideLLM count)."""
+    Output ids are the server's, or with ``tokenizer`` (a local HF tokenizer directory) the text
+    re-tokenized by the client, as AIPerf and GuideLLM do (the same CPU work); the count LoadGen
+    would get is still the server's usage where it reports one (``sut=openai``'s truth order)."""
     # The stub's ids are only counted, never decoded; a tokenizer is required with them all the same.
     params = OpenAIParams(base_url=url, model="stub", max_concurrency=streams, return_token_ids=tokenizer is None,
                           tokenizer_path="embedded" if tokenizer is None else str(tokenizer))
@@ -116,7 +119,7 @@ def drive(url: str, streams: int, requests: int, tokenizer: Path | None = None) 
             time.sleep(0.01)
     finally:
         sut.close()
-    return [{"prompt": p, "ttft_s": t.first - t.start, "tokens": t.n,
+    return [{"prompt": p, "ttft_s": t.first - t.start, "tokens": t.n, "emitted": t.emitted,
              "tpot_s": (t.end - t.first) / (t.n - 1) if t.n > 1 else None}
             for p, t in timed if t.end and t.error is None and t.first]
 
