@@ -119,7 +119,7 @@ def store_default_configs(store: Any, conf_dir: Any) -> None:
     Hydra's config store (``store``): its ``Params`` defaults. A plugin that cannot be loaded is
     skipped with a warning here; choosing it then fails with the reason."""
     for name, spec in plugins().items():
-        if (conf_dir / "sut" / f"{name}.yaml").exists():
+        if (conf_dir / "sut" / f"{name}.yaml").is_file():
             continue
         try:
             defaults = default_config(_load(name, spec))
