@@ -234,6 +234,20 @@ def test_the_tokenizer_satisfies_the_protocol_and_skips_special_tokens(model_dir
         sut.close()
 
 
+def test_describe_reports_the_device_the_model_and_its_context(model_dir):
+    sut = make_sut(model_dir, max_batch_size=3)
+    try:
+        info = sut.describe()
+    finally:
+        sut.close()
+    assert (info.name, info.runs_model, info.remote, info.device, info.device_name) == ("hf", True, False, "cpu", None)
+    assert (info.decode_batch, info.decode_batch_key) == (3, "max_batch_size")
+    assert info.context_length == sut.max_positions and info.stats is None  # no draft: no counters
+    assert info.model.to_json() == sut.model_info and info.model.path == str(model_dir)
+    assert list(sut.model_info) == ["path", "architecture", "fingerprint", "parameters", "dtype", "weight_bytes"]
+    assert info.model.parameters == sum(p.numel() for p in sut.model.parameters()) and info.model.dtype == "float32"
+
+
 def test_bfloat16_on_cpu(model_dir):
     sut = make_sut(model_dir, max_new_tokens=4, dtype="bfloat16", device="cpu")
     try:

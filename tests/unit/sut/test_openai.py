@@ -182,6 +182,20 @@ def test_each_fault_fails_the_request_in_bounded_time(fault, message):
     assert sut.stats()["errors"] >= 1
 
 
+@pytest.mark.parametrize(("url", "remote"), [("http://127.0.0.1:8000/v1", False), ("http://localhost:8000/v1", False),
+                                           ("http://[::1]:8000/v1", False), ("https://api.example.com/v1", True),
+                                           ("http://gpu-box.internal:8000/v1", True)])
+def test_describe_says_a_server_elsewhere_is_remote_and_its_decode_batch(url, remote):
+    sut = make(url, preflight=False, model="m", max_concurrency=16)
+    try:
+        info = sut.describe()
+    finally:
+        sut.close()
+    assert (info.remote, info.runs_model, info.device, info.model) == (remote, True, None, None)
+    assert (info.decode_batch, info.decode_batch_key) == (16, "max_concurrency")  # the fewer of the two
+    assert info.stats["requests"] == 0
+
+
 def test_a_base_url_that_is_not_http_is_a_config_error_naming_the_key():
     with pytest.raises(ConfigError, match=r"^sut.base_url=ftp://x/v1: not an http:// or https:// URL$"):
         OpenAISUT.check(OpenAIParams(base_url="ftp://x/v1"), CTX)
