@@ -26,22 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import HarnessConfig, ModelConfig
-from harness.hardware import Peaks, resolve_peaks
+from harness.hardware import Peaks, dtype_bytes, resolve_peaks
 from harness.loadgen.logs import DetailLog
 from harness.sut.base import SUTInfo
 
 log = logging.getLogger(__name__)
 
 METHOD = "docs/ROOFLINE.md"
-# Bytes per element of the dtypes a model or its KV cache may be stored in.
-DTYPE_BYTES = {"float32": 4.0, "fp32": 4.0, "bfloat16": 2.0, "bf16": 2.0, "float16": 2.0, "fp16": 2.0,
-               "half": 2.0, "float8_e4m3fn": 1.0, "float8_e5m2": 1.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5,
-               "fp4": 0.5}
 PROMPTS_COUNTED = 1024  # at most this many prompts are tokenized for the mean input length
-
-
-def dtype_bytes(dtype: str | None) -> float | None:
-    return DTYPE_BYTES.get((dtype or "").lower().removeprefix("torch."))
 
 
 @dataclass(frozen=True)
