@@ -150,7 +150,7 @@ def build_model(plan: Plan, model_dir: Path) -> tuple[Any, Any]:
     import torch
     from transformers import AutoTokenizer, GenerationConfig, LlamaConfig, LlamaForCausalLM
 
-    from harness.sut.tiny_model import ensure_tiny_model
+    from harness.sut.hf.tiny_model import ensure_tiny_model
 
     tiny_dir = ensure_tiny_model()
     tokenizer = AutoTokenizer.from_pretrained(tiny_dir, local_files_only=True)
@@ -195,7 +195,7 @@ def measure_variant(variant: str, plan: Plan, out: Path) -> dict[str, Any]:
     from harness.loadgen.bridge import run_test
     from harness.roofline import count_prompt_tokens, for_run
     from harness.sut.base import Sample
-    from harness.sut.hf import HFSUT, HFParams
+    from harness.sut.hf.adapter import HFSUT, HFParams
 
     started = time.perf_counter()
     model, tokenizer = build_model(plan, out / "model")

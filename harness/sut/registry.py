@@ -16,6 +16,7 @@ option of Hydra's config store when a config is composed, :func:`store_default_c
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import logging
 from collections.abc import Callable
@@ -38,8 +39,8 @@ BUILTIN: dict[str, str] = {
     "failing": "harness.sut.fakes:FailingSUT",
     "null": "harness.sut.fakes:NullSUT",
     "queue": "harness.sut.fakes:QueueSUT",  # known capacity: slots / service time
-    "hf": "harness.sut.hf:HFSUT",  # torch/transformers: imported only when chosen
-    "openai": "harness.sut.openai:OpenAISUT",  # any OpenAI-compatible server (HTTP/1.1)
+    "hf": "harness.sut.hf.adapter:HFSUT",  # torch/transformers: imported only when chosen
+    "openai": "harness.sut.openai.adapter:OpenAISUT",  # any OpenAI-compatible server (HTTP/1.1)
 }
 
 _registered: dict[str, type[SUT]] = {}
@@ -59,8 +60,10 @@ def register(name: str) -> Callable[[S], S]:
     return add
 
 
+@functools.cache
 def plugins() -> dict[str, str]:
-    """``harness.suts`` entry points: name -> "module:Class" (built-in names cannot be taken)."""
+    """``harness.suts`` entry points: name -> "module:Class" (built-in names cannot be taken). Read
+    once per process: packages installed while it runs are seen by the next one."""
     found = {}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.name in BUILTIN:

@@ -11,9 +11,9 @@ import pytest
 from harness.errors import ConfigError, SUTError
 from harness.sut import SUTContext
 from harness.sut.base import CollectingStream, Sample
-from harness.sut.openai import OpenAIParams, OpenAISUT
-from harness.sut.openai_client import Endpoint, request_body
-from harness.sut.openai_tokens import OpenWordTokenizer
+from harness.sut.openai.adapter import OpenAIParams, OpenAISUT
+from harness.sut.openai.client import Endpoint, request_body
+from harness.sut.openai.tokens import OpenWordTokenizer
 from tests.openai_servers import fake, free_port, stub
 
 CTX = SUTContext(corpus=["Some words here.", "t0 t1"], max_new_tokens=8)
@@ -104,7 +104,7 @@ def test_without_ids_the_count_is_the_servers_usage_and_the_ids_are_the_text_re_
             rec = streamed(sut)
             completions = sut.generate([SAMPLE, Sample(1, "x", "x")])
         finally:
-            with caplog.at_level(logging.INFO, logger="harness.sut.openai"):
+            with caplog.at_level(logging.INFO, logger="harness.sut.openai.adapter"):
                 sut.close()
     tok = sut.tokenizer
     assert rec.error is None and tok.decode(rec.tokens) == " t0 t1 t2 t3"  # the accuracy log keeps the text
@@ -127,7 +127,7 @@ def test_without_ids_or_usage_the_word_tokenizer_counts_and_says_it_is_approxima
             rec = streamed(sut)
             (completion,) = sut.generate([SAMPLE])
         finally:
-            with caplog.at_level(logging.WARNING, logger="harness.sut.openai"):
+            with caplog.at_level(logging.WARNING, logger="harness.sut.openai.adapter"):
                 sut.close()
     # " alpha0" is one token to the server, 2+ pieces to the word tokenizer: the count is not the truth (4)
     assert rec.error is None and rec.n_tokens == len(rec.tokens) > 4
@@ -141,7 +141,7 @@ def test_without_ids_or_usage_the_word_tokenizer_counts_and_says_it_is_approxima
 def test_without_usage_the_models_tokenizer_counts_and_is_not_approximate():
     from transformers import AutoTokenizer
 
-    from harness.sut.tiny_model import ensure_tiny_model
+    from harness.sut.hf.tiny_model import ensure_tiny_model
 
     with fake("--no-usage", "--tokens", "4", "--ttft-ms", "0", "--tpot-ms", "0") as url:
         sut = make(url, tokenizer_path="embedded")

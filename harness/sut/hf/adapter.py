@@ -6,10 +6,10 @@ timed path. Offline batches (length-sorted by the bridge) run through ``model.ge
 padding; Server and SingleStream stream through :class:`InflightDecoder`, where new requests join
 the running batch at step boundaries. With ``draft_model_path`` every request, Offline or
 streamed, goes one at a time through greedy speculative decoding
-(:mod:`harness.sut.hf_speculative`). ``model_path: null`` loads the embedded tiny model
-(:mod:`harness.sut.tiny_model`) through this same path. Nothing is downloaded: the hub client
+(:mod:`harness.sut.hf.speculative`). ``model_path: null`` loads the embedded tiny model
+(:mod:`harness.sut.hf.tiny_model`) through this same path. Nothing is downloaded: the hub client
 runs offline and every load is ``local_files_only``. All torch work (load, warm-up, batches,
-decode loops) runs on one thread, :mod:`harness.sut.torch_thread`, whichever thread calls.
+decode loops) runs on one thread, :mod:`harness.sut.hf.torch_thread`, whichever thread calls.
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ def cpu_threads(params: HFParams) -> int | None:
 def model_dir(params: HFParams) -> Path:
     """The directory to load: ``sut.model_path``, or the embedded model (created on first use)."""
     if params.model_path is None:
-        from harness.sut.tiny_model import TinyRecipe, ensure_tiny_model
+        from harness.sut.hf.tiny_model import TinyRecipe, ensure_tiny_model
 
         return ensure_tiny_model(TinyRecipe(seed=params.seed))
     return _local_model_dir(params.model_path, "sut.model_path")
@@ -215,8 +215,8 @@ class HFSUT(SUT):
         import torch
         from transformers import GenerationConfig
 
-        from harness.sut.hf_inflight import InflightDecoder
-        from harness.sut.torch_thread import torch_thread
+        from harness.sut.hf.inflight import InflightDecoder
+        from harness.sut.hf.torch_thread import torch_thread
 
         _check(params, max_new_tokens)
         self._torch_thread = torch_thread()
@@ -244,7 +244,7 @@ class HFSUT(SUT):
         self._torch = torch
         self.draft = draft
         if draft is not None:
-            from harness.sut.hf_speculative import SpeculativeDecoder
+            from harness.sut.hf.speculative import SpeculativeDecoder
 
             drafted = describe_model(draft, draft_path or Path(str(params.draft_model_path)))
             self.loaded = replace(self.loaded, draft=replace(drafted, num_draft_tokens=params.num_draft_tokens))
@@ -252,7 +252,7 @@ class HFSUT(SUT):
                                                    num_draft_tokens=params.num_draft_tokens,
                                                    generation_config=self.generation_config)
         elif params.cuda_fast_decode:
-            from harness.sut.hf_fast import SerialDecoder
+            from harness.sut.hf.fast import SerialDecoder
 
             self.decoder = SerialDecoder(model, self.generation_config, static_cache=True)
         else:
@@ -263,8 +263,8 @@ class HFSUT(SUT):
     @classmethod
     def create(cls, params: HFParams, ctx: SUTContext) -> HFSUT:
         """Load and warm up on the torch thread, where all of this SUT's torch work runs
-        (:mod:`harness.sut.torch_thread`: one OpenMP team per process, as in a bare loop)."""
-        from harness.sut.torch_thread import torch_thread
+        (:mod:`harness.sut.hf.torch_thread`: one OpenMP team per process, as in a bare loop)."""
+        from harness.sut.hf.torch_thread import torch_thread
 
         return torch_thread().call(cls._create, params, ctx)
 
@@ -289,7 +289,7 @@ class HFSUT(SUT):
                  torch.get_num_threads())
         draft = None
         if dpath is not None:
-            from harness.sut.hf_speculative import check_draft_pair
+            from harness.sut.hf.speculative import check_draft_pair
 
             try:
                 draft, draft_tokenizer = load_model(dpath, dtype=dtype, device=device,
@@ -345,7 +345,7 @@ class HFSUT(SUT):
         return self._torch_thread.call(self._generate, batch)
 
     def _generate(self, batch: Sequence[Sample]) -> list[Completion]:
-        from harness.sut.hf_inflight import left_pad
+        from harness.sut.hf.inflight import left_pad
 
         if self.draft is not None:  # speculative decoding is batch 1: the samples one after another
             return [Completion(s.index, self.decoder.decode(self.prompt_ids(s))) for s in batch]

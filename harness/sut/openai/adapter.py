@@ -1,6 +1,6 @@
 """``sut=openai``: any OpenAI-compatible server (vLLM, SGLang, TGI, TensorRT-LLM, llama.cpp, hosted APIs).
 
-One asyncio loop on a background thread owns a pooled HTTP client (``harness.sut.http1``);
+One asyncio loop on a background thread owns a pooled HTTP client (``harness.http.http1``);
 ``submit`` (Server, SingleStream) and ``generate`` (Offline) only schedule coroutines on it. The
 pool's ``sut.max_concurrency`` connections bound the requests in flight, later ones wait in its
 queue; LoadGen's clock starts at the query's scheduled time, so that wait is counted in TTFT, not
@@ -45,9 +45,9 @@ from urllib.parse import urlsplit
 
 from harness.config import bounded
 from harness.errors import ConfigError, SUTError
+from harness.http.http1 import Client, parse_url
 from harness.sut.base import SUT, Completion, Sample, SUTContext, SUTInfo, TokenStream
-from harness.sut.http1 import Client, parse_url
-from harness.sut.openai_client import (
+from harness.sut.openai.client import (
     RETRY_STATUSES,
     Endpoint,
     OverLimit,
@@ -61,7 +61,7 @@ from harness.sut.openai_client import (
     start,
     tls_context,
 )
-from harness.sut.openai_tokens import (
+from harness.sut.openai.tokens import (
     APPROXIMATE_SOURCES,
     COUNT_SOURCES,
     SERVER_IDS,

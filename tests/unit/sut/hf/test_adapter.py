@@ -13,8 +13,8 @@ import torch
 from harness.errors import ConfigError, SUTError
 from harness.sut import SUTContext
 from harness.sut.base import Sample, Tokenizer
-from harness.sut.hf import HFSUT, HFParams
-from harness.sut.tiny_model import TinyRecipe, build_tiny_model
+from harness.sut.hf.adapter import HFSUT, HFParams
+from harness.sut.hf.tiny_model import TinyRecipe, build_tiny_model
 
 PROMPTS = [
     "The council met on Tuesday.",
@@ -308,7 +308,7 @@ def test_cuda_fast_decode_without_cuda_is_a_config_error(model_dir):
 
 def test_serial_static_cache_decoder_streams_the_same_tokens(model_dir):
     """The fast path's logic (static cache, streamer, one at a time) on CPU, where nothing is compiled."""
-    from harness.sut.hf_fast import SerialDecoder
+    from harness.sut.hf.fast import SerialDecoder
 
     sut = make_sut(model_dir)
     try:
@@ -335,12 +335,12 @@ def test_the_tokenizer_alone_decodes_like_the_sut(model_dir):
 
 
 def test_cpu_threads_one_for_the_embedded_model_else_as_asked(model_dir):
-    from harness.sut.hf import cpu_threads
+    from harness.sut.hf.adapter import cpu_threads
 
     assert cpu_threads(HFParams()) == 1  # the tiny model's matrices are too small to split
     assert cpu_threads(HFParams(model_path="/models/x")) is None  # torch's default: one per core
     assert cpu_threads(HFParams(model_path="/models/x", threads=3)) == 3
-    from harness.sut.torch_thread import torch_thread
+    from harness.sut.hf.torch_thread import torch_thread
 
     # torch's OpenMP thread count is per calling thread: what counts is the torch thread's
     before = torch_thread().call(torch.get_num_threads)
