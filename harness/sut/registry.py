@@ -20,7 +20,6 @@ import functools
 import importlib
 import logging
 from collections.abc import Callable
-from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from harness.errors import ConfigError
@@ -64,6 +63,8 @@ def register(name: str) -> Callable[[S], S]:
 def plugins() -> dict[str, str]:
     """``harness.suts`` entry points: name -> "module:Class" (built-in names cannot be taken). Read
     once per process: packages installed while it runs are seen by the next one."""
+    from importlib.metadata import entry_points  # only when a name is looked up, not on import
+
     found = {}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.name in BUILTIN:
