@@ -354,13 +354,17 @@ def register_resolvers() -> None:
 
 
 def register_scenarios() -> None:
-    """Make ``scenarios/*.yaml`` the ``scenario`` config group of Hydra's ConfigStore."""
+    """Make ``scenarios/*.yaml`` the ``scenario`` config group of Hydra's ConfigStore, and give
+    SUTs other packages add (entry points, :mod:`harness.sut.registry`) their ``sut`` option."""
     from hydra.core.config_store import ConfigStore
     from omegaconf import OmegaConf
+
+    from harness.sut.registry import store_default_configs
 
     store = ConfigStore.instance()
     for path in sorted(SCENARIOS_DIR.glob("*.yaml")):
         store.store(group="scenario", name=path.stem, node=OmegaConf.load(path))
+    store_default_configs(store, CONF_DIR)
 
 
 def quote_null_sut(overrides: list[str]) -> list[str]:

@@ -104,14 +104,41 @@ def match_accelerator(name: str | None) -> Accelerator | None:
     return next((a for a in ACCELERATORS if set(a.tokens) <= found), None)
 
 
-# Model dtype (torch's names, or the benchmark config's) -> the precision column of the table.
-_PRECISION = {"float32": "fp32", "fp32": "fp32", "bfloat16": "bf16", "bf16": "bf16", "float16": "fp16",
-              "fp16": "fp16", "half": "fp16", "float8_e4m3fn": "fp8", "float8_e5m2": "fp8", "fp8": "fp8",
-              "int8": "fp8"}  # int8 tensor-core TOPS equal the FP8 figures on Hopper/Ada/CDNA3
+@dataclass(frozen=True)
+class DType:
+    """What the estimates need of a dtype: bytes per element (weights, KV cache) and the precision
+    column of the accelerator table its matmuls run at (None: the table has no column for it)."""
+
+    bytes: float
+    precision: str | None
 
 
-def precision_of(dtype: str | None) -> str | None:
-    return _PRECISION.get((dtype or "").lower().removeprefix("torch."))
+# The one dtype table: torch's names and the benchmark config's aliases, for roofline.dtype_bytes
+# and precision_of. int8 tensor-core TOPS equal the FP8 figures on Hopper/Ada/CDNA3.
+DTYPES: dict[str, DType] = {
+    "float32": DType(4.0, "fp32"), "fp32": DType(4.0, "fp32"),
+    "bfloat16": DType(2.0, "bf16"), "bf16": DType(2.0, "bf16"),
+    "float16": DType(2.0, "fp16"), "fp16": DType(2.0, "fp16"), "half": DType(2.0, "fp16"),
+    "float8_e4m3fn": DType(1.0, "fp8"), "float8_e5m2": DType(1.0, "fp8"), "fp8": DType(1.0, "fp8"),
+    "int8": DType(1.0, "fp8"), "int4": DType(0.5, None), "fp4": DType(0.5, None),
+}
+
+
+def dtype_of(name: str | None) -> DType | None:
+    """``name`` as torch (``torch.bfloat16``, ``bfloat16``) or a config (``bf16``, ``FP8``) writes it."""
+    return DTYPES.get((name or "").lower().removeprefix("torch."))
+
+
+def dtype_bytes(name: str | None) -> float | None:
+    """Bytes per element; None for a dtype the table does not know."""
+    found = dtype_of(name)
+    return found.bytes if found else None
+
+
+def precision_of(name: str | None) -> str | None:
+    """The accelerator table's precision column (fp32, bf16, fp16, fp8) for a model dtype."""
+    found = dtype_of(name)
+    return found.precision if found else None
 
 
 @dataclass(frozen=True)

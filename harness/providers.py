@@ -80,7 +80,7 @@ def prompt_text(config: ProvidersConfig) -> str:
 
 async def measure(endpoint: EndpointConfig, config: ProvidersConfig) -> dict[str, Any]:
     """``repetitions`` sequential streamed requests to one endpoint; its percentiles and errors."""
-    from harness.sut.openai_client import Endpoint, RequestError, client, env_proxy, request_body, send
+    from harness.sut.openai.client import Endpoint, RequestError, client, env_proxy, request_body, send
 
     key = None
     if endpoint.api_key_env:

@@ -24,24 +24,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from harness.config import HarnessConfig, ModelConfig
-from harness.hardware import Peaks, resolve_peaks
+from harness.hardware import Peaks, dtype_bytes, resolve_peaks
 from harness.loadgen.logs import DetailLog
+from harness.sut.base import SUTInfo
 
 log = logging.getLogger(__name__)
 
 METHOD = "docs/ROOFLINE.md"
-# Bytes per element of the dtypes a model or its KV cache may be stored in.
-DTYPE_BYTES = {"float32": 4.0, "fp32": 4.0, "bfloat16": 2.0, "bf16": 2.0, "float16": 2.0, "fp16": 2.0,
-               "half": 2.0, "float8_e4m3fn": 1.0, "float8_e5m2": 1.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5,
-               "fp4": 0.5}
 PROMPTS_COUNTED = 1024  # at most this many prompts are tokenized for the mean input length
-
-
-def dtype_bytes(dtype: str | None) -> float | None:
-    return DTYPE_BYTES.get((dtype or "").lower().removeprefix("torch."))
 
 
 @dataclass(frozen=True)
@@ -482,83 +474,51 @@ def estimate(model: ModelShape, workload: Workload, peaks: Peaks) -> Roofline:
 
 # --- one run: where the model, its machine and the workload come from ----------------------------------
 
-FAKE_SUTS_MODULE = "harness.sut.fakes"
-
-
-def _is_fake(sut_name: str) -> bool:
-    from harness.sut import REGISTRY
-
-    return REGISTRY.get(sut_name, ("",))[0] == FAKE_SUTS_MODULE
-
-
-def _loopback(url: str | None) -> bool:
-    host = (urlparse(url or "").hostname or "").lower()
-    return host in ("localhost", "::1") or host.startswith("127.")
-
-
-def _offline_batch(config: HarnessConfig, issued: int | None) -> tuple[int | None, str | None]:
-    """Sequences the SUT decodes together in Offline: its batch (sut=hf) or requests in flight
-    (sut=openai: the server batches them), at most the samples issued."""
-    params = config.sut.params
-    known = {k: params[k] for k in ("max_batch_size", "max_concurrency") if isinstance(params.get(k), int)}
-    if not known:
+def _offline_batch(sut: SUTInfo, issued: int | None) -> tuple[int | None, str | None]:
+    """Sequences the SUT decodes together in Offline, as it describes itself (sut=hf: its batch;
+    sut=openai: requests in flight, which the server batches), at most the samples issued."""
+    if sut.decode_batch is None:
         return None, None
-    key = min(known, key=known.get)
-    batch = min(known[key], issued) if issued else known[key]
-    return batch, f"Offline: sut.{key} = {known[key]} sequences decoded together, at most the {issued} issued"
+    batch = min(sut.decode_batch, issued) if issued else sut.decode_batch
+    return batch, (f"Offline: sut.{sut.decode_batch_key} = {sut.decode_batch} sequences decoded together, "
+                   f"at most the {issued} issued")
 
 
-def where_it_ran(config: HarnessConfig, device: str | None, device_name: str | None) -> tuple[str, list[str], int]:
+def where_it_ran(sut: SUTInfo) -> tuple[str, list[str], int]:
     """(``gpu`` | ``cpu`` | ``remote``, device names, device count) for the machine that ran the model."""
     from harness import environment
 
-    if device is not None and device.startswith("cpu"):  # the SUT told us (sut=hf)
+    if sut.device is not None and sut.device.startswith("cpu"):  # an in-process model (sut=hf)
         return "cpu", [], 1
-    if device is None and config.sut.name == "openai" and not _loopback(config.sut.params.get("base_url")):
+    if sut.device is None and sut.remote:
         return "remote", [], 1
     local_gpus = [d.get("name", "") for d in environment.gpus().get("devices", [])]
-    if device is not None:  # sut=hf on a GPU: that one device
-        return "gpu", [device_name] if device_name else local_gpus[:1], 1
+    if sut.device is not None:  # sut=hf on a GPU: that one device
+        return "gpu", [sut.device_name] if sut.device_name else local_gpus[:1], 1
     # A server on this machine: all its GPUs (one replica, tensor parallel), else its CPU.
     return ("gpu", local_gpus, len(local_gpus)) if local_gpus else ("cpu", [], 1)
 
 
-def for_run(config: HarnessConfig, detail: DetailLog | None, *, model_info: Mapping[str, Any] | None,
-            input_tokens: TokenCounts | None, output_tokens: float | None, issued: int | None,
-            device: str | None = None, device_name: str | None = None) -> Roofline:
-    """The roofline of one run, from its performance test's detail log and what the test process reported."""
+def for_run(config: HarnessConfig, detail: DetailLog | None, *, sut: SUTInfo | None,
+            input_tokens: TokenCounts | None, output_tokens: float | None, issued: int | None) -> Roofline:
+    """The roofline of one run, from its performance test's detail log and what the test process
+    reported: the SUT's own description (:meth:`harness.sut.base.SUT.describe`) and token counts."""
     if detail is None:
         return not_estimated("no performance test ran (mode=accuracy), so there are no timings")
-    if _is_fake(config.sut.name):
+    if sut is None:
+        return not_estimated(f"sut={config.sut.name} did not describe itself (the test process ended early)")
+    if not sut.runs_model:
         return not_estimated(f"sut={config.sut.name} is a fake SUT: no model runs, so there is no roofline")
-    batch, batch_source = _offline_batch(config, issued)
+    batch, batch_source = _offline_batch(sut, issued)
     workload = workload_from_detail(detail, input_tokens=input_tokens, output_tokens=output_tokens,
                                     offline_batch=batch, offline_batch_source=batch_source)
-    if model_info and model_info.get("parameters") and model_info.get("weight_bytes"):
-        model = shape_from_model_info(model_info)
+    if sut.model is not None and sut.model.parameters and sut.model.weight_bytes:
+        model = shape_from_model_info(sut.model.to_json())
     elif config.benchmark.model is not None:
         model = shape_from_config(config.benchmark.model)
     else:
         return not_estimated(f"sut={config.sut.name} reports no model and benchmark {config.benchmark.name} has no "
                              "benchmark.model block (parameters, layers, kv_heads, head_dim, dtype)", workload)
-    where, names, count = where_it_ran(config, device, device_name)
+    where, names, count = where_it_ran(sut)
     peaks = resolve_peaks(config.system, where=where, device_names=names, dtype=model.dtype, default_count=count)
     return estimate(model, workload, peaks)
-
-
-def sut_device(sut: Any) -> tuple[str | None, str | None]:
-    """The device an in-process SUT runs its model on (sut=hf: ``cpu``, ``cuda:0``) and, on CUDA,
-    the GPU's name as the driver gives it; (None, None) for SUTs without one."""
-    device = getattr(sut, "device", None)
-    if device is None:
-        return None, None
-    text = str(device)
-    if not text.startswith("cuda"):
-        return text, None
-    try:
-        import torch
-
-        return text, torch.cuda.get_device_name(device)
-    except Exception as exc:  # a name is a nicety; the environment's GPU list is the fallback
-        log.debug("no CUDA device name: %s", exc)
-        return text, None

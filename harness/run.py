@@ -33,7 +33,7 @@ from harness.loadgen.process import end_test_early, report_progress, run_in_proc
 from harness.progress import Display, Snapshot, plan
 from harness.redact import Redactor
 from harness.results import RunResult
-from harness.sut import SUT, Sample, SUTContext, build_sut, check_sut
+from harness.sut import SUT, Sample, SUTContext, SUTInfo, build_sut, check_sut
 from harness.verdict import judge
 
 if TYPE_CHECKING:
@@ -158,12 +158,10 @@ class TestOutcome:
 
     stats: BridgeStats
     compliance: ComplianceResult | None = None
-    sut_stats: dict | None = None  # the SUT's own counters, if it has stats() (sut=openai: token accounting)
-    model: dict | None = None  # the SUT's model_info, if it has one (sut=hf: path, fingerprint, size)
-    # Roofline inputs (performance test): prompt lengths by the SUT's tokenizer, the SUT's device.
+    sut_stats: dict | None = None  # the SUT's own counters after this test (SUTInfo.stats; sut=openai: tokens)
+    sut: SUTInfo | None = None  # what the SUT said of itself after this test (SUT.describe)
+    # Roofline input (performance test): prompt lengths by the SUT's tokenizer.
     prompt_tokens: roofline.TokenCounts | None = None
-    device: str | None = None
-    device_name: str | None = None
     # Inputs cut to fit the prompt limit (benchmark.max_input_tokens, or the model's context): how many, and why.
     inputs_cut: dict | None = None
 
@@ -173,7 +171,7 @@ def run_one_test(config: HarnessConfig, dataset: Dataset, test: str, test_dir: P
     """One LoadGen test with a freshly built SUT; runs inside the test process.
 
     Prompts are cut here to fit ``benchmark.max_input_tokens`` or the model's context (the SUT's
-    ``context_length``: positions minus ``max_new_tokens``), since that needs the SUT's tokenizer.
+    ``SUTInfo.context_length``: positions minus ``max_new_tokens``), since that needs the SUT's tokenizer.
     After an accuracy test the outputs are decoded with that tokenizer into ``predictions.json``
     (QSL index -> text) and the log's compliance is checked, while the tokenizer is at hand.
     """
@@ -189,7 +187,7 @@ def run_one_test(config: HarnessConfig, dataset: Dataset, test: str, test_dir: P
     sut = open_sut(config, samples)
     try:
         inputs_cut = None
-        limit = input_limit(config.benchmark, getattr(sut, "context_length", None))
+        limit = input_limit(config.benchmark, sut.describe().context_length)
         if limit is not None:
             samples, cut = fit_samples(config.benchmark, dataset, sut.tokenizer, limit)
             inputs_cut = {"samples": cut, "of": len(samples), "max_prompt_tokens": limit.tokens, "limit": limit.source}
@@ -212,13 +210,13 @@ def run_one_test(config: HarnessConfig, dataset: Dataset, test: str, test_dir: P
             (test_dir / PREDICTIONS).write_text(json.dumps(texts, indent=1, ensure_ascii=False) + "\n")
             compliance = verify_accuracy_log(test_dir / ACCURACY_LOG, sut.tokenizer.eos_token_id, test_dir,
                                              scenario=config.scenario.loadgen_scenario)
-        prompt_tokens = device = device_name = None
+        prompt_tokens = None
         if test == "performance" and not stats.errors:  # after LoadGen's clock has stopped
             phase("after", "counting prompt tokens")
             prompt_tokens = roofline.count_prompt_tokens(sut.tokenizer, [s.prompt for s in samples])
-            device, device_name = roofline.sut_device(sut)
-        return TestOutcome(stats, compliance, sut.stats() if callable(getattr(sut, "stats", None)) else None,
-                           getattr(sut, "model_info", None), prompt_tokens, device, device_name, inputs_cut)
+        info = sut.describe()
+        return TestOutcome(stats, compliance, dict(info.stats) if info.stats is not None else None, info,
+                           prompt_tokens, inputs_cut)
     finally:
         sut.close()
 
@@ -303,7 +301,8 @@ def _run_benchmark(config: HarnessConfig, output_dir: Path, display: Display) ->
         issued[test] = stats.issued
         if outcome.sut_stats is not None:
             sut_stats[test] = outcome.sut_stats
-        model = model or outcome.model
+        if model is None and outcome.sut is not None and outcome.sut.model is not None:
+            model = outcome.sut.model.to_json()
         inputs_cut = inputs_cut or outcome.inputs_cut
         messages += [redactor.text(f"{test}: {m}") for m in stats.error_messages]  # servers echo keys in errors
         if stats.gave_up:
@@ -348,7 +347,7 @@ def _run_benchmark(config: HarnessConfig, output_dir: Path, display: Display) ->
         roof = roofline.not_estimated("samples failed, so the timings are not a result")
     else:
         with display.task("roofline", "estimating bandwidth and MFU", "estimated bandwidth and MFU", min_s=1.0):
-            roof = run_roofline(config, perf_detail, perf_outcome, model)
+            roof = run_roofline(config, perf_detail, perf_outcome)
     result = RunResult.from_perf(
         perf,
         verdict,
@@ -383,17 +382,16 @@ def _run_benchmark(config: HarnessConfig, output_dir: Path, display: Display) ->
     return result
 
 
-def run_roofline(config: HarnessConfig, detail: DetailLog | None, outcome: TestOutcome | None,
-                 model: dict | None) -> roofline.Roofline:
+def run_roofline(config: HarnessConfig, detail: DetailLog | None, outcome: TestOutcome | None) -> roofline.Roofline:
     """The run's roofline estimates, in this (parent) process after every test has ended, so the
     CPU probe, when one is needed, never competes with a timed test. Never fails the run."""
     if detail is None or outcome is None:
         return roofline.not_estimated("no performance test ran (mode=accuracy), so there are no timings")
     stats = outcome.stats
     try:
-        roof = roofline.for_run(config, detail, model_info=model, input_tokens=outcome.prompt_tokens,
+        roof = roofline.for_run(config, detail, sut=outcome.sut, input_tokens=outcome.prompt_tokens,
                                 output_tokens=stats.output_tokens / stats.completed if stats.completed else None,
-                                issued=stats.issued, device=outcome.device, device_name=outcome.device_name)
+                                issued=stats.issued)
         accepted = (outcome.sut_stats or {}).get("mean_accepted_tokens")
         if roof.model is not None and accepted:  # a draft model (sut=hf speculative decoding)
             roof = dataclasses.replace(roof, warnings=(*roof.warnings, (

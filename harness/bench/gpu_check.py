@@ -150,7 +150,7 @@ def build_model(plan: Plan, model_dir: Path) -> tuple[Any, Any]:
     import torch
     from transformers import AutoTokenizer, GenerationConfig, LlamaConfig, LlamaForCausalLM
 
-    from harness.sut.tiny_model import ensure_tiny_model
+    from harness.sut.hf.tiny_model import ensure_tiny_model
 
     tiny_dir = ensure_tiny_model()
     tokenizer = AutoTokenizer.from_pretrained(tiny_dir, local_files_only=True)
@@ -195,7 +195,7 @@ def measure_variant(variant: str, plan: Plan, out: Path) -> dict[str, Any]:
     from harness.loadgen.bridge import run_test
     from harness.roofline import count_prompt_tokens, for_run
     from harness.sut.base import Sample
-    from harness.sut.hf import HFSUT, HFParams
+    from harness.sut.hf.adapter import HFSUT, HFParams
 
     started = time.perf_counter()
     model, tokenizer = build_model(plan, out / "model")
@@ -240,11 +240,9 @@ def measure_variant(variant: str, plan: Plan, out: Path) -> dict[str, Any]:
         detail = parse_detail_log(out / "loadgen" / "mlperf_log_detail.txt")
         result = performance_result(detail)
         config = compose(["sut=hf", "scenario=single_stream", f"sut.model_path={out / 'model'}"])
-        device_name = torch.cuda.get_device_name(sut.device) if sut.device.type == "cuda" else None
-        roof = for_run(config, detail, model_info=sut.model_info,
-                       input_tokens=count_prompt_tokens(sut.tokenizer, [text]),
+        roof = for_run(config, detail, sut=sut.describe(), input_tokens=count_prompt_tokens(sut.tokenizer, [text]),
                        output_tokens=stats.output_tokens / stats.completed if stats.completed else None,
-                       issued=stats.issued, device=str(sut.device), device_name=device_name)
+                       issued=stats.issued)
     finally:
         sut.close()
     return {"variant": variant, "model_build_s": built_s, "warm_up_s": warm_s,

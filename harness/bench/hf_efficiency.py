@@ -22,7 +22,7 @@ process; the two sides alternate over ``--repeats`` rounds, and medians with the
 compared, since a small shared machine is noisy (the load average is printed with the figures).
 
 Thread placement is part of the comparison: torch's CPU kernels run on OpenMP thread teams, one
-per thread that starts parallel work (:mod:`harness.sut.torch_thread`), and glibc gives the main
+per thread that starts parallel work (:mod:`harness.sut.hf.torch_thread`), and glibc gives the main
 thread and other threads different malloc arenas. The harness runs all torch work of ``sut=hf``
 on its one torch thread; the bare loop runs on its process's main thread, and (unless
 ``--no-bare-thread``) a third side runs the same bare loop, load included, on one new thread:
@@ -81,7 +81,7 @@ class Shape:
         return f"hidden {self.hidden} x {self.layers} layers, vocabulary {self.vocab:,}"
 
     def recipe(self) -> Any:
-        from harness.sut.tiny_model import TinyRecipe
+        from harness.sut.hf.tiny_model import TinyRecipe
 
         heads = self.heads or max(1, self.hidden // 64)
         intermediate = self.intermediate or round(self.hidden * 2.6875 / 16) * 16
@@ -115,7 +115,7 @@ def model_path(args: argparse.Namespace) -> str | None:
         return args.model_path
     if args.model_shape is None:
         return None
-    from harness.sut.tiny_model import ensure_tiny_model
+    from harness.sut.hf.tiny_model import ensure_tiny_model
 
     return str(ensure_tiny_model(args.model_shape.recipe()))
 
@@ -168,8 +168,16 @@ def bare_generate(config: HarnessConfig, samples: list[Sample], batch_size: int)
     import torch
     from transformers import GenerationConfig
 
-    from harness.sut.hf import cpu_threads, eos_ids, load_model, model_dir, resolve_device, resolve_dtype, until_eos
-    from harness.sut.hf_inflight import left_pad
+    from harness.sut.hf.adapter import (
+        cpu_threads,
+        eos_ids,
+        load_model,
+        model_dir,
+        resolve_device,
+        resolve_dtype,
+        until_eos,
+    )
+    from harness.sut.hf.inflight import left_pad
 
     params = _hf_params(config)
     if cpu_threads(params) is not None:
@@ -227,7 +235,7 @@ def bare_run(config: HarnessConfig, samples: list[Sample], batch_size: int, log_
 
 def _hf_params(config: HarnessConfig):
     from harness.config import build_dataclass
-    from harness.sut.hf import HFParams
+    from harness.sut.hf.adapter import HFParams
 
     return build_dataclass(HFParams, config.sut.params, "sut")
 
@@ -310,7 +318,7 @@ def load_average() -> str:
 def threads_line(path: str | None) -> str:
     import torch
 
-    from harness.sut.hf import HFParams, cpu_threads
+    from harness.sut.hf.adapter import HFParams, cpu_threads
 
     threads = cpu_threads(HFParams(model_path=path)) or torch.get_num_threads()
     return f"{os.cpu_count()} cores, torch {torch.__version__}, {threads} torch threads on both sides"
@@ -365,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = [f"Model: {path or 'the embedded tiny model'}"
              + (f" (random Llama {args.model_shape})" if path and not args.model_path else ""),
              "Thread placement: bare loops call generate() on their process's main thread; the harness runs every "
-             "torch call of sut=hf on its torch thread (harness.sut.torch_thread), one OpenMP team per process "
+             "torch call of sut=hf on its torch thread (harness.sut.hf.torch_thread), one OpenMP team per process "
              "in both"]
 
     if "offline" not in args.skip:

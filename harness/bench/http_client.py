@@ -60,7 +60,7 @@ from harness.bench.reference_clients import CLIENTS, ClientRun, match, pin, run
 from harness.bench.tls import LoopbackCertificates, make_certificates
 from harness.sut import SUTContext
 from harness.sut.base import Sample
-from harness.sut.openai import OpenAIParams, OpenAISUT
+from harness.sut.openai.adapter import OpenAIParams, OpenAISUT
 
 
 class Timed:
@@ -438,7 +438,7 @@ def main(argv: list[str] | None = None) -> None:
                     help="split: the server on the last core, the client on the others, as if on two machines; "
                          "shared: both wherever the OS puts them; both (default): every measurement each way")
     a = ap.parse_args(argv)
-    from harness.sut.tiny_model import ensure_tiny_model
+    from harness.sut.hf.tiny_model import ensure_tiny_model
 
     clients = [("harness", sys.executable)] + [(c, getattr(a, c)) for c in CLIENTS[1:] if getattr(a, c)]
     if a.harness_tokenizer:

@@ -2,8 +2,8 @@
 
 Side by side in one invocation: the same bundled prompts, decoded one request at a time by the
 same target model (loaded once) through the SUT's streaming path, with the draft
-(:class:`~harness.sut.hf_speculative.SpeculativeDecoder`) and without it (the
-:class:`~harness.sut.hf_inflight.InflightDecoder` that serves SingleStream when there is no draft).
+(:class:`~harness.sut.hf.speculative.SpeculativeDecoder`) and without it (the
+:class:`~harness.sut.hf.inflight.InflightDecoder` that serves SingleStream when there is no draft).
 Rounds alternate which variant goes first; tokens/s are medians over rounds and the speed-up is
 their ratio. Printed with them: the acceptance rate and mean accepted tokens per verification step
 (over every timed round), and whether every sample's token ids were identical both ways.
@@ -58,7 +58,7 @@ def build_pair(out: Path, *, layers: int, draft_layers: int, hidden: int, damp: 
     from transformers import LlamaForCausalLM
     from transformers.utils import logging as hf_logging
 
-    from harness.sut.tiny_model import TinyRecipe, ensure_tiny_model
+    from harness.sut.hf.tiny_model import TinyRecipe, ensure_tiny_model
 
     hf_logging.disable_progress_bar()  # "Loading weights" / "Writing model shards" bars
 
@@ -108,8 +108,8 @@ def decode_all(decoder: Any, prompts: list[list[int]]) -> Round:
 
 def measure(args: argparse.Namespace, target: Path, draft: Path) -> dict[str, Any]:
     from harness.sut import SUTContext
-    from harness.sut.hf import HFSUT, HFParams
-    from harness.sut.hf_inflight import InflightDecoder
+    from harness.sut.hf.adapter import HFSUT, HFParams
+    from harness.sut.hf.inflight import InflightDecoder
 
     config = compose(["sut=hf", f"dataset.n_samples={args.samples}"])
     samples: list[Sample] = build_samples(config.benchmark, load_dataset(config.dataset))

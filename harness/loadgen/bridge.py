@@ -177,7 +177,7 @@ class _Bridge:
         self.closed = threading.Event()
         self.threads: list[threading.Thread] = []
         self.n_workers = max(1, options.workers or sut.concurrency)
-        self.inline = streaming and bool(getattr(sut, "submit_inline", False))
+        self.inline = streaming and sut.submit_inline
         self.end_early = end_early
         self.gave_up_at: float | None = None
         self.live = live  # the parent's progress display, fed from the watchdog (never per sample)

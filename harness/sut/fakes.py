@@ -23,15 +23,12 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from harness.config import bounded
 from harness.errors import ConfigError
-from harness.sut.base import CollectingStream, Completion, Sample, TokenStream
+from harness.sut.base import SUT, CollectingStream, Completion, Sample, SUTContext, SUTInfo, TokenStream
 from harness.sut.tokenizer import WordTokenizer
-
-if TYPE_CHECKING:
-    from harness.sut import SUTContext
 
 log = logging.getLogger(__name__)
 
@@ -131,17 +128,23 @@ class NullParams:
     concurrency: int = bounded(1, ge=1)
 
 
-class _FakeBase:
+class _FakeBase(SUT):
     """Fakes tokenize with a word-level vocabulary built from the run's own dataset."""
 
     @classmethod
     def create(cls, params: Any, ctx: SUTContext) -> Any:
         return cls(params, WordTokenizer(ctx.corpus))
 
+    def describe(self) -> SUTInfo:
+        """No model runs, so there is no roofline to estimate."""
+        return SUTInfo(name=self.name, runs_model=False, decode_batch=self.max_batch_size,
+                       decode_batch_key="max_batch_size")
+
 
 class EchoSUT(_FakeBase):
     """Deterministic tokens derived from the input, released on a configured schedule."""
 
+    Params = EchoParams
     name = "echo"
 
     def __init__(self, params: EchoParams, tokenizer: WordTokenizer) -> None:
@@ -205,6 +208,7 @@ class EchoSUT(_FakeBase):
 class OracleSUT(EchoSUT):
     """Outputs the dataset reference verbatim (ignoring ``output_tokens``)."""
 
+    Params = OracleParams
     name = "oracle"
 
     def output_for(self, sample: Sample) -> tuple[int, ...]:
@@ -214,6 +218,7 @@ class OracleSUT(EchoSUT):
 class FailingSUT(EchoSUT):
     """Echo, except that chosen samples raise or never answer."""
 
+    Params = FailingParams
     name = "failing"
     params: FailingParams
 
@@ -239,6 +244,7 @@ class FailingSUT(EchoSUT):
 class QueueSUT(EchoSUT):
     """Echo behind ``slots`` parallel slots with a FIFO queue: a server of known capacity."""
 
+    Params = QueueParams
     name = "queue"
     params: QueueParams
 
@@ -294,6 +300,7 @@ class QueueSUT(EchoSUT):
 class NullSUT(_FakeBase):
     """Answers instantly, on the calling thread: the harness's overhead is all that is left."""
 
+    Params = NullParams
     name = "null"
     streaming = True
     # submit answers at once and never blocks, so the bridge may call it on LoadGen's thread: what

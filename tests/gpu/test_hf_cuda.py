@@ -10,8 +10,8 @@ import torch
 
 from harness.sut import SUTContext
 from harness.sut.base import CollectingStream, Sample
-from harness.sut.hf import HFSUT, HFParams
-from harness.sut.tiny_model import TinyRecipe, build_tiny_model
+from harness.sut.hf.adapter import HFSUT, HFParams
+from harness.sut.hf.tiny_model import TinyRecipe, build_tiny_model
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]

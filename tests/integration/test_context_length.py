@@ -9,8 +9,8 @@ import pytest
 
 from harness.errors import ConfigError
 from harness.sut import Sample, SUTContext
-from harness.sut.hf import HFSUT, HFParams
-from harness.sut.tiny_model import TinyRecipe, build_tiny_model
+from harness.sut.hf.adapter import HFSUT, HFParams
+from harness.sut.hf.tiny_model import TinyRecipe, build_tiny_model
 
 POSITIONS = 256  # the bundled articles' prompts run to ~300-500 tokens with the tiny BPE
 

@@ -11,7 +11,7 @@ from harness.config import compose
 from harness.datasets import load_dataset
 from harness.datasets.prompts import build_samples
 from harness.sut import SUTContext
-from harness.sut.hf import HFSUT, HFParams
+from harness.sut.hf.adapter import HFSUT, HFParams
 
 N_SAMPLES, MAX_NEW = 8, 12
 SMALL = ["sut=hf", f"dataset.n_samples={N_SAMPLES}", f"benchmark.max_new_tokens={MAX_NEW}"]

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from harness.audit import main as audit_main
-from harness.sut.tiny_model import TinyRecipe, ensure_tiny_model
+from harness.sut.hf.tiny_model import TinyRecipe, ensure_tiny_model
 from tests.conftest import run_bounded
 
 N_SAMPLES, MAX_NEW = 8, 12

@@ -17,7 +17,7 @@ import pytest
 from harness.accuracy.lossless import compare_token_logs
 from harness.audit import main as audit_main
 from harness.results import summary
-from harness.sut.tiny_model import ensure_tiny_model
+from harness.sut.hf.tiny_model import ensure_tiny_model
 from tests.conftest import run_bounded
 from tests.openai_servers import transformers_serve
 

@@ -102,3 +102,18 @@ def test_the_cpu_probe_measures_plausible_peaks_quickly_and_once_per_process():
     overridden = hardware.resolve_peaks(SystemConfig(peak_memory_bandwidth_gbs=100.0), where="cpu",
                                         device_names=[], dtype="float32")
     assert overridden.memory_bandwidth_gbs == 100.0 and overridden.tflops == probe.tflops
+
+
+def test_one_dtype_table_gives_the_roofline_its_bytes_and_the_peaks_their_precision():
+    from harness import roofline
+    from harness.hardware import DTYPES, dtype_bytes, precision_of
+
+    assert roofline.dtype_bytes is dtype_bytes  # no second table
+    for alias in ("torch.bfloat16", "BF16", "bfloat16"):
+        assert (dtype_bytes(alias), precision_of(alias)) == (2.0, "bf16")
+    assert (dtype_bytes("half"), precision_of("half")) == (2.0, "fp16")
+    assert (dtype_bytes("float8_e4m3fn"), precision_of("fp8")) == (1.0, "fp8")
+    assert (dtype_bytes("int8"), precision_of("int8")) == (1.0, "fp8")  # int8 TOPS = the FP8 column
+    assert (dtype_bytes("int4"), precision_of("int4")) == (0.5, None)  # a size, but no peak column
+    assert (dtype_bytes("nf3"), precision_of(None)) == (None, None)
+    assert all(precision_of(name) == d.precision and dtype_bytes(name) == d.bytes for name, d in DTYPES.items())

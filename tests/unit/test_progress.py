@@ -103,10 +103,10 @@ def test_a_task_says_how_long_it_took():
 
 def test_a_test_process_log_line_goes_to_this_process_logging(caplog):
     watch = Display(stream=io.StringIO()).test("performance")
-    with caplog.at_level(logging.INFO, logger="harness.sut.hf"):
-        watch.update(LogLine("harness.sut.hf", logging.INFO, "sut=hf: loaded", 1_700_000_000.0))
+    with caplog.at_level(logging.INFO, logger="harness.sut.hf.adapter"):
+        watch.update(LogLine("harness.sut.hf.adapter", logging.INFO, "sut=hf: loaded", 1_700_000_000.0))
     assert [(r.name, r.getMessage(), r.created) for r in caplog.records] == [
-        ("harness.sut.hf", "sut=hf: loaded", 1_700_000_000.0)]
+        ("harness.sut.hf.adapter", "sut=hf: loaded", 1_700_000_000.0)]
 
 
 def test_running_latency_bounds_read_as_a_value_an_upper_bound_or_a_range():

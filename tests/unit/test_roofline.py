@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -11,6 +12,7 @@ from harness.config import SystemConfig, compose
 from harness.hardware import resolve_peaks
 from harness.loadgen.logs import DetailLog
 from harness.results import roofline_line
+from harness.sut import SUTContext, SUTInfo, build_sut
 from harness.sut.tokenizer import WordTokenizer
 
 H100 = "NVIDIA H100 80GB HBM3"  # how nvidia-smi names the SXM part
@@ -190,13 +192,26 @@ def test_loadgen_means_become_the_workload():
     assert roofline.estimate(llama8b(), w, h100()).to_json()["decode"] == worked_example().to_json()["decode"]
 
 
+def described(config) -> SUTInfo:
+    """What the configured SUT says of itself (SUT.describe); a server is not asked anything."""
+    sut_config = config.sut
+    if sut_config.name == "openai":
+        sut_config = dataclasses.replace(sut_config, params={**sut_config.params, "preflight": False, "model": "m"})
+    sut = build_sut(sut_config, SUTContext(corpus=["a b"], max_new_tokens=8))
+    try:
+        return sut.describe()
+    finally:
+        sut.close()
+
+
 def test_for_run_says_why_fake_suts_and_accuracy_runs_have_no_roofline():
     counts = roofline.TokenCounts(800.0, 640_000.0, 32, 32, "test")
-    echo = roofline.for_run(compose(["sut=echo"]), _detail(), model_info=None, input_tokens=counts,
+    echo_config = compose(["sut=echo"])
+    echo = roofline.for_run(echo_config, _detail(), sut=described(echo_config), input_tokens=counts,
                             output_tokens=128.0, issued=32)
     assert echo.model is None and "fake SUT" in echo.reason
     assert roofline_line(echo.to_json()) is None  # nothing to say in the summary
-    accuracy = roofline.for_run(compose(["sut=hf"]), None, model_info=None, input_tokens=None, output_tokens=None,
+    accuracy = roofline.for_run(compose(["sut=hf"]), None, sut=None, input_tokens=None, output_tokens=None,
                                 issued=None)
     assert "no performance test" in accuracy.reason
 
@@ -204,18 +219,20 @@ def test_for_run_says_why_fake_suts_and_accuracy_runs_have_no_roofline():
 def test_for_run_of_a_remote_server_uses_the_benchmark_shape_and_the_system_config():
     counts = roofline.TokenCounts(800.0, 640_000.0, 32, 32, "test")
     remote = ["sut=openai", "sut.base_url=http://gpu-box.internal:8000/v1", "benchmark=llama3_1-8b"]
-    unknown = roofline.for_run(compose(remote), _detail(), model_info=None, input_tokens=counts,
+    unknown = roofline.for_run(compose(remote), _detail(), sut=described(compose(remote)), input_tokens=counts,
                                output_tokens=128.0, issued=32)
     assert unknown.model.source == "benchmark.model" and unknown.decode["bandwidth_utilization"] is None
-    described = roofline.for_run(compose([*remote, "system.accelerator_model_name=NVIDIA H100-SXM-80GB",
-                                          "system.accelerators_per_node=1"]), _detail(), model_info=None,
-                                 input_tokens=counts, output_tokens=128.0, issued=32)
-    assert described.decode == worked_example().decode
-    line = roofline_line(described.to_json())
+    h100_config = compose([*remote, "system.accelerator_model_name=NVIDIA H100-SXM-80GB",
+                           "system.accelerators_per_node=1"])
+    on_h100 = roofline.for_run(h100_config, _detail(), sut=described(h100_config), input_tokens=counts,
+                               output_tokens=128.0, issued=32)
+    assert on_h100.decode == worked_example().decode
+    line = roofline_line(on_h100.to_json())
     assert "decode 1,144 GB/s" in line and "34.2% of 3,350 GB/s" in line and "datasheet" in line
 
-    no_shape = roofline.for_run(compose(["sut=openai", "sut.base_url=http://gpu-box:8000/v1"]), _detail(),
-                                model_info=None, input_tokens=counts, output_tokens=128.0, issued=32)
+    no_shape_config = compose(["sut=openai", "sut.base_url=http://gpu-box:8000/v1"])
+    no_shape = roofline.for_run(no_shape_config, _detail(), sut=described(no_shape_config), input_tokens=counts,
+                                output_tokens=128.0, issued=32)
     assert "benchmark.model" in no_shape.reason and no_shape.workload is not None
 
 
@@ -246,12 +263,13 @@ def test_the_runs_roofline_flags_speculative_decoding_and_never_fails_the_run():
                       "system.accelerator_model_name=NVIDIA H200"])
     stats = BridgeStats(issued=32, completed=32, output_tokens=32 * 128)
     counts = roofline.TokenCounts(800.0, 640_000.0, 32, 32, "test")
-    plain = run_roofline(config, _detail(), TestOutcome(stats, prompt_tokens=counts), None)
+    remote = described(config)
+    plain = run_roofline(config, _detail(), TestOutcome(stats, sut=remote, prompt_tokens=counts))
     assert plain.decode["bytes_per_step"] == worked_example().decode["bytes_per_step"] and plain.warnings == ()
-    drafted = run_roofline(config, _detail(), TestOutcome(stats, sut_stats={"mean_accepted_tokens": 2.5},
-                                                          prompt_tokens=counts), None)
+    drafted = run_roofline(config, _detail(), TestOutcome(stats, sut_stats={"mean_accepted_tokens": 2.5}, sut=remote,
+                                                          prompt_tokens=counts))
     assert drafted.warnings and drafted.warnings[0].startswith("speculative decoding: 2.50 tokens per target step")
     broken = run_roofline(compose(["sut=openai", "benchmark=gptj", "benchmark.model.dtype=nf3"]), _detail(),
-                          TestOutcome(stats, prompt_tokens=counts), None)
+                          TestOutcome(stats, sut=remote, prompt_tokens=counts))
     assert broken.model is None and broken.reason.startswith("estimate failed: ValueError")
-    assert "mode=accuracy" in run_roofline(config, None, None, None).reason
+    assert "mode=accuracy" in run_roofline(config, None, None).reason

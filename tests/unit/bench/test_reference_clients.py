@@ -90,7 +90,7 @@ def test_the_harness_client_runs_against_the_stub_and_matches_every_request(tmp_
 
 
 def test_the_harness_client_can_count_tokens_with_a_tokenizer_like_its_peers(tmp_path):
-    from harness.sut.tiny_model import ensure_tiny_model
+    from harness.sut.hf.tiny_model import ensure_tiny_model
 
     tokenizer = ensure_tiny_model()
     cmd = command("harness-tok", sys.executable, url="http://127.0.0.1:9/v1", streams=1, requests=1, tokens=8,

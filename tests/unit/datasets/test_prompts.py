@@ -42,8 +42,8 @@ def test_inputs_are_truncated_so_the_whole_prompt_fits():
 
 def test_truncation_with_a_bos_adding_tokenizer_fills_the_limit_exactly():
     """The embedded model's tokenizer adds a BOS to every encoding; it is in the prompt once."""
-    from harness.sut.hf import HFTokenizer, load_tokenizer
-    from harness.sut.tiny_model import ensure_tiny_model
+    from harness.sut.hf.adapter import HFTokenizer, load_tokenizer
+    from harness.sut.hf.tiny_model import ensure_tiny_model
 
     hf = load_tokenizer(ensure_tiny_model(), trust_remote_code=False)
     tokenizer = HFTokenizer(hf, hf.eos_token_id)

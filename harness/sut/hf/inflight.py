@@ -27,8 +27,8 @@ import torch.nn.functional as F
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
 from harness.sut.base import TokenStream
-from harness.sut.kv_cache import cache_keyword, output_cache
-from harness.sut.torch_thread import torch_thread
+from harness.sut.hf.kv_cache import cache_keyword, output_cache
+from harness.sut.hf.torch_thread import torch_thread
 
 log = logging.getLogger(__name__)
 

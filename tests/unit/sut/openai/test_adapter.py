@@ -11,9 +11,9 @@ import pytest
 from harness.errors import ConfigError, SUTError
 from harness.sut import SUTContext
 from harness.sut.base import CollectingStream, Sample
-from harness.sut.openai import OpenAIParams, OpenAISUT
-from harness.sut.openai_client import Endpoint, request_body
-from harness.sut.openai_tokens import OpenWordTokenizer
+from harness.sut.openai.adapter import OpenAIParams, OpenAISUT
+from harness.sut.openai.client import Endpoint, request_body
+from harness.sut.openai.tokens import OpenWordTokenizer
 from tests.openai_servers import fake, free_port, stub
 
 CTX = SUTContext(corpus=["Some words here.", "t0 t1"], max_new_tokens=8)
@@ -104,7 +104,7 @@ def test_without_ids_the_count_is_the_servers_usage_and_the_ids_are_the_text_re_
             rec = streamed(sut)
             completions = sut.generate([SAMPLE, Sample(1, "x", "x")])
         finally:
-            with caplog.at_level(logging.INFO, logger="harness.sut.openai"):
+            with caplog.at_level(logging.INFO, logger="harness.sut.openai.adapter"):
                 sut.close()
     tok = sut.tokenizer
     assert rec.error is None and tok.decode(rec.tokens) == " t0 t1 t2 t3"  # the accuracy log keeps the text
@@ -127,7 +127,7 @@ def test_without_ids_or_usage_the_word_tokenizer_counts_and_says_it_is_approxima
             rec = streamed(sut)
             (completion,) = sut.generate([SAMPLE])
         finally:
-            with caplog.at_level(logging.WARNING, logger="harness.sut.openai"):
+            with caplog.at_level(logging.WARNING, logger="harness.sut.openai.adapter"):
                 sut.close()
     # " alpha0" is one token to the server, 2+ pieces to the word tokenizer: the count is not the truth (4)
     assert rec.error is None and rec.n_tokens == len(rec.tokens) > 4
@@ -141,7 +141,7 @@ def test_without_ids_or_usage_the_word_tokenizer_counts_and_says_it_is_approxima
 def test_without_usage_the_models_tokenizer_counts_and_is_not_approximate():
     from transformers import AutoTokenizer
 
-    from harness.sut.tiny_model import ensure_tiny_model
+    from harness.sut.hf.tiny_model import ensure_tiny_model
 
     with fake("--no-usage", "--tokens", "4", "--ttft-ms", "0", "--tpot-ms", "0") as url:
         sut = make(url, tokenizer_path="embedded")
@@ -180,6 +180,20 @@ def test_each_fault_fails_the_request_in_bounded_time(fault, message):
     if fault != "cut":  # a non-streamed request has no stream to cut
         assert completion.error and re.search(message, completion.error)
     assert sut.stats()["errors"] >= 1
+
+
+@pytest.mark.parametrize(("url", "remote"), [("http://127.0.0.1:8000/v1", False), ("http://localhost:8000/v1", False),
+                                           ("http://[::1]:8000/v1", False), ("https://api.example.com/v1", True),
+                                           ("http://gpu-box.internal:8000/v1", True)])
+def test_describe_says_a_server_elsewhere_is_remote_and_its_decode_batch(url, remote):
+    sut = make(url, preflight=False, model="m", max_concurrency=16)
+    try:
+        info = sut.describe()
+    finally:
+        sut.close()
+    assert (info.remote, info.runs_model, info.device, info.model) == (remote, True, None, None)
+    assert (info.decode_batch, info.decode_batch_key) == (16, "max_concurrency")  # the fewer of the two
+    assert info.stats["requests"] == 0
 
 
 def test_a_base_url_that_is_not_http_is_a_config_error_naming_the_key():

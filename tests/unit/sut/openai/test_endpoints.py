@@ -13,9 +13,9 @@ import pytest
 from harness.bench.tls import make_certificates
 from harness.errors import ConfigError, SUTError
 from harness.redact import REDACTED, Redactor
-from harness.sut.openai import OpenAIParams, OpenAISUT
+from harness.sut.openai.adapter import OpenAIParams, OpenAISUT
 from tests.openai_servers import fake, proxy
-from tests.unit.sut.test_openai import CTX, SAMPLE, make, streamed
+from tests.unit.sut.openai.test_adapter import CTX, SAMPLE, make, streamed
 
 QUICK = ("--tokens", "4", "--ttft-ms", "0", "--tpot-ms", "0")
 PROXY_VARS = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY", "https_proxy", "http_proxy", "all_proxy",
@@ -205,7 +205,7 @@ def test_bounded_retries_honour_retry_after(no_proxy_env):
 
 
 def test_retry_after_is_seconds_or_an_http_date():
-    from harness.sut.openai_client import retry_after
+    from harness.sut.openai.client import retry_after
 
     assert retry_after("7") == 7.0 and retry_after("-3") == 0.0 and retry_after(None) is None
     assert retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now=1445412500.0) == pytest.approx(10.0)

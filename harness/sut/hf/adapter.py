@@ -6,10 +6,10 @@ timed path. Offline batches (length-sorted by the bridge) run through ``model.ge
 padding; Server and SingleStream stream through :class:`InflightDecoder`, where new requests join
 the running batch at step boundaries. With ``draft_model_path`` every request, Offline or
 streamed, goes one at a time through greedy speculative decoding
-(:mod:`harness.sut.hf_speculative`). ``model_path: null`` loads the embedded tiny model
-(:mod:`harness.sut.tiny_model`) through this same path. Nothing is downloaded: the hub client
+(:mod:`harness.sut.hf.speculative`). ``model_path: null`` loads the embedded tiny model
+(:mod:`harness.sut.hf.tiny_model`) through this same path. Nothing is downloaded: the hub client
 runs offline and every load is ``local_files_only``. All torch work (load, warm-up, batches,
-decode loops) runs on one thread, :mod:`harness.sut.torch_thread`, whichever thread calls.
+decode loops) runs on one thread, :mod:`harness.sut.hf.torch_thread`, whichever thread calls.
 """
 
 from __future__ import annotations
@@ -18,18 +18,16 @@ import copy
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from harness.config import bounded
 from harness.errors import ConfigError, SUTError
-from harness.sut.base import Completion, Sample, TokenStream
+from harness.sut.base import SUT, Completion, ModelInfo, Sample, SUTContext, SUTInfo, TokenStream
 
 if TYPE_CHECKING:
     import torch
-
-    from harness.sut import SUTContext
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +106,7 @@ def cpu_threads(params: HFParams) -> int | None:
 def model_dir(params: HFParams) -> Path:
     """The directory to load: ``sut.model_path``, or the embedded model (created on first use)."""
     if params.model_path is None:
-        from harness.sut.tiny_model import TinyRecipe, ensure_tiny_model
+        from harness.sut.hf.tiny_model import TinyRecipe, ensure_tiny_model
 
         return ensure_tiny_model(TinyRecipe(seed=params.seed))
     return _local_model_dir(params.model_path, "sut.model_path")
@@ -193,20 +191,21 @@ def until_eos(tokens: Sequence[int], eos: frozenset[int]) -> tuple[int, ...]:
     return tuple(tokens)
 
 
-def model_info(model: Any, path: Path) -> dict[str, Any]:
+def describe_model(model: Any, path: Path) -> ModelInfo:
     """What results.json records of the model (``extra.model``; MLflow tags its fingerprint)."""
     from harness.sut.fingerprint import model_fingerprint
 
     params = list(model.parameters())
-    return {"path": str(path), "architecture": type(model).__name__, "fingerprint": model_fingerprint(path),
-            "parameters": sum(p.numel() for p in params), "dtype": str(params[0].dtype).removeprefix("torch."),
-            "weight_bytes": sum(p.numel() * p.element_size() for p in params)}
+    return ModelInfo(path=str(path), architecture=type(model).__name__, fingerprint=model_fingerprint(path),
+                     parameters=sum(p.numel() for p in params), dtype=str(params[0].dtype).removeprefix("torch."),
+                     weight_bytes=sum(p.numel() * p.element_size() for p in params))
 
 
-class HFSUT:
+class HFSUT(SUT):
     """A causal LM in this process: batched generate() for Offline, in-flight batching for streaming
     (with a draft model: speculative decoding, one request at a time)."""
 
+    Params = HFParams
     name = "hf"
     streaming = True
     concurrency = 1  # one model, one caller: a second Offline worker would only contend for it
@@ -216,8 +215,8 @@ class HFSUT:
         import torch
         from transformers import GenerationConfig
 
-        from harness.sut.hf_inflight import InflightDecoder
-        from harness.sut.torch_thread import torch_thread
+        from harness.sut.hf.inflight import InflightDecoder
+        from harness.sut.hf.torch_thread import torch_thread
 
         _check(params, max_new_tokens)
         self._torch_thread = torch_thread()
@@ -240,20 +239,20 @@ class HFSUT:
                                                   eos_token_id=sorted(self.eos), pad_token_id=self.pad_id)
         self.max_positions = getattr(model.config, "max_position_embeddings", None)
         self.context_length = self.max_positions  # the run cuts prompts to fit it (harness.datasets.prompts)
-        self.model_info = model_info(model, path)
+        self.loaded = describe_model(model, path)
         self._prompts: dict[int, list[int]] = {}
         self._torch = torch
         self.draft = draft
         if draft is not None:
-            from harness.sut.hf_speculative import SpeculativeDecoder
+            from harness.sut.hf.speculative import SpeculativeDecoder
 
-            self.model_info["draft"] = {**model_info(draft, draft_path or Path(str(params.draft_model_path))),
-                                        "num_draft_tokens": params.num_draft_tokens}
+            drafted = describe_model(draft, draft_path or Path(str(params.draft_model_path)))
+            self.loaded = replace(self.loaded, draft=replace(drafted, num_draft_tokens=params.num_draft_tokens))
             self.decoder: Any = SpeculativeDecoder(model, draft, eos_ids=self.eos, max_new_tokens=max_new_tokens,
                                                    num_draft_tokens=params.num_draft_tokens,
                                                    generation_config=self.generation_config)
         elif params.cuda_fast_decode:
-            from harness.sut.hf_fast import SerialDecoder
+            from harness.sut.hf.fast import SerialDecoder
 
             self.decoder = SerialDecoder(model, self.generation_config, static_cache=True)
         else:
@@ -264,8 +263,8 @@ class HFSUT:
     @classmethod
     def create(cls, params: HFParams, ctx: SUTContext) -> HFSUT:
         """Load and warm up on the torch thread, where all of this SUT's torch work runs
-        (:mod:`harness.sut.torch_thread`: one OpenMP team per process, as in a bare loop)."""
-        from harness.sut.torch_thread import torch_thread
+        (:mod:`harness.sut.hf.torch_thread`: one OpenMP team per process, as in a bare loop)."""
+        from harness.sut.hf.torch_thread import torch_thread
 
         return torch_thread().call(cls._create, params, ctx)
 
@@ -290,7 +289,7 @@ class HFSUT:
                  torch.get_num_threads())
         draft = None
         if dpath is not None:
-            from harness.sut.hf_speculative import check_draft_pair
+            from harness.sut.hf.speculative import check_draft_pair
 
             try:
                 draft, draft_tokenizer = load_model(dpath, dtype=dtype, device=device,
@@ -346,7 +345,7 @@ class HFSUT:
         return self._torch_thread.call(self._generate, batch)
 
     def _generate(self, batch: Sequence[Sample]) -> list[Completion]:
-        from harness.sut.hf_inflight import left_pad
+        from harness.sut.hf.inflight import left_pad
 
         if self.draft is not None:  # speculative decoding is batch 1: the samples one after another
             return [Completion(s.index, self.decoder.decode(self.prompt_ids(s))) for s in batch]
@@ -372,6 +371,26 @@ class HFSUT:
     def stats(self) -> dict[str, Any] | None:
         """Speculative decoding's counters (results.json ``extra.sut_stats.<test>``); None without a draft."""
         return self.decoder.stats.as_dict() if self.draft is not None else None
+
+    @property
+    def model_info(self) -> dict[str, Any]:
+        """The loaded model(s) as results.json records them (``extra.model``)."""
+        return self.loaded.to_json()
+
+    def describe(self) -> SUTInfo:
+        return SUTInfo(name=self.name, device=str(self.device), device_name=self._device_name(),
+                       decode_batch=self.max_batch_size, decode_batch_key="max_batch_size",
+                       context_length=self.context_length, model=self.loaded, stats=self.stats())
+
+    def _device_name(self) -> str | None:
+        """On CUDA, the GPU's name as the driver gives it (the roofline's datasheet row)."""
+        if self.device.type != "cuda":
+            return None
+        try:
+            return self._torch.cuda.get_device_name(self.device)
+        except Exception as exc:  # a name is a nicety; the environment's GPU list is the fallback
+            log.debug("no CUDA device name: %s", exc)
+            return None
 
     def close(self) -> None:
         self.decoder.close()

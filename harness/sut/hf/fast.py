@@ -22,7 +22,7 @@ import torch
 from transformers.generation.streamers import BaseStreamer
 
 from harness.sut.base import TokenStream
-from harness.sut.torch_thread import torch_thread
+from harness.sut.hf.torch_thread import torch_thread
 
 log = logging.getLogger(__name__)
 

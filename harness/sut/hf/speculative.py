@@ -10,7 +10,7 @@ up to floating-point rounding, since the target scores ``k + 1`` positions in on
 of one at a time (in float32 argmax agrees except at near-ties; ``harness-audit --same-tokens-as``
 checks a run against one without the draft).
 
-Outputs follow the rules of :mod:`harness.sut.hf`: the prompt excluded, at most one trailing EOS,
+Outputs follow the rules of :mod:`harness.sut.hf.adapter`: the prompt excluded, at most one trailing EOS,
 never more than ``max_new_tokens`` (the draft proposes at most as many tokens as are left to emit
 less one, so an accepted run never overshoots). One request at a time on one decode thread
 (:class:`SpeculativeDecoder`, the same queue as the CUDA serial path): there is no in-flight
@@ -32,9 +32,9 @@ import torch
 
 from harness.errors import SUTError
 from harness.sut.base import TokenStream
-from harness.sut.hf_fast import SerialDecoder
-from harness.sut.kv_cache import cache_keyword, output_cache
-from harness.sut.torch_thread import torch_thread
+from harness.sut.hf.fast import SerialDecoder
+from harness.sut.hf.kv_cache import cache_keyword, output_cache
+from harness.sut.hf.torch_thread import torch_thread
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from harness.sut.tiny_model import TinyRecipe, cache_root, ensure_tiny_model, recipe_hash
+from harness.sut.hf.tiny_model import TinyRecipe, cache_root, ensure_tiny_model, recipe_hash
 
 SMALL = TinyRecipe(vocab_size=512, hidden_size=16, intermediate_size=32, num_hidden_layers=1)
 
@@ -75,7 +75,7 @@ def test_unwritable_cache_is_a_sut_error_naming_it(tmp_path):
 def test_a_model_vocabulary_larger_than_the_tokenizer_keeps_the_default_models_key(tmp_path):
     import json
 
-    from harness.sut.tiny_model import build_tiny_model
+    from harness.sut.hf.tiny_model import build_tiny_model
 
     # The benchmark model: a real model's LM head (e.g. 32,000 rows) over the small trained tokenizer.
     wide = TinyRecipe(**{**vars(SMALL), "model_vocab_size": 1000})

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from harness.sut.torch_thread import TorchThread
+from harness.sut.hf.torch_thread import TorchThread
 
 
 def test_call_runs_on_the_thread_returns_and_raises():

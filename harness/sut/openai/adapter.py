@@ -1,6 +1,6 @@
 """``sut=openai``: any OpenAI-compatible server (vLLM, SGLang, TGI, TensorRT-LLM, llama.cpp, hosted APIs).
 
-One asyncio loop on a background thread owns a pooled HTTP client (``harness.sut.http1``);
+One asyncio loop on a background thread owns a pooled HTTP client (``harness.http.http1``);
 ``submit`` (Server, SingleStream) and ``generate`` (Offline) only schedule coroutines on it. The
 pool's ``sut.max_concurrency`` connections bound the requests in flight, later ones wait in its
 queue; LoadGen's clock starts at the query's scheduled time, so that wait is counted in TTFT, not
@@ -40,14 +40,14 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from harness.config import bounded
 from harness.errors import ConfigError, SUTError
-from harness.sut.base import Completion, Sample, TokenStream
-from harness.sut.http1 import Client, parse_url
-from harness.sut.openai_client import (
+from harness.http.http1 import Client, parse_url
+from harness.sut.base import SUT, Completion, Sample, SUTContext, SUTInfo, TokenStream
+from harness.sut.openai.client import (
     RETRY_STATUSES,
     Endpoint,
     OverLimit,
@@ -61,16 +61,13 @@ from harness.sut.openai_client import (
     start,
     tls_context,
 )
-from harness.sut.openai_tokens import (
+from harness.sut.openai.tokens import (
     APPROXIMATE_SOURCES,
     COUNT_SOURCES,
     SERVER_IDS,
     SERVER_USAGE,
     load_output_tokenizer,
 )
-
-if TYPE_CHECKING:
-    from harness.sut import SUTContext
 
 log = logging.getLogger(__name__)
 
@@ -208,9 +205,16 @@ def _tls(params: OpenAIParams) -> ssl.SSLContext | None:
         raise ConfigError(f"sut.ca_bundle: {params.ca_bundle} holds no usable PEM certificate ({exc.reason})") from None
 
 
-class OpenAISUT:
+def loopback(url: str | None) -> bool:
+    """Whether ``url`` names this machine (127.x, localhost, ::1): the server then runs here."""
+    host = (urlsplit(url or "").hostname or "").lower()
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+class OpenAISUT(SUT):
     """The SUT protocol over HTTP; thread-safe, all I/O on one event loop."""
 
+    Params = OpenAIParams
     name = "openai"
     streaming = True
     submit_inline = True  # submit writes the request from the caller's thread (or queues it), never blocks
@@ -305,6 +309,14 @@ class OpenAISUT:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=5)
         self._warn_mismatches()
+
+    def describe(self) -> SUTInfo:
+        """A server: remote unless ``sut.base_url`` is this machine; in Offline the server batches the
+        requests in flight, at most ``sut.max_concurrency`` (and ``sut.max_batch_size`` per call)."""
+        p = self.params
+        key = "max_batch_size" if p.max_batch_size <= p.max_concurrency else "max_concurrency"
+        return SUTInfo(name=self.name, remote=not loopback(p.base_url), decode_batch=getattr(p, key),
+                       decode_batch_key=key, stats=self.stats())
 
     def stats(self) -> dict[str, Any]:
         """Request and token accounting for results.json (``extra.sut_stats.<test>``).

@@ -13,9 +13,9 @@ import torch
 from harness.errors import ConfigError, SUTError
 from harness.sut import SUTContext
 from harness.sut.base import Sample
-from harness.sut.hf import HFSUT, HFParams
-from harness.sut.tiny_model import TinyRecipe, build_tiny_model
-from tests.unit.sut.test_hf import with_eos
+from harness.sut.hf.adapter import HFSUT, HFParams
+from harness.sut.hf.tiny_model import TinyRecipe, build_tiny_model
+from tests.unit.sut.hf.test_adapter import with_eos
 
 PROMPTS = [
     "The council met on Tuesday.",

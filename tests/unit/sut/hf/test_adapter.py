@@ -13,8 +13,8 @@ import torch
 from harness.errors import ConfigError, SUTError
 from harness.sut import SUTContext
 from harness.sut.base import Sample, Tokenizer
-from harness.sut.hf import HFSUT, HFParams
-from harness.sut.tiny_model import TinyRecipe, build_tiny_model
+from harness.sut.hf.adapter import HFSUT, HFParams
+from harness.sut.hf.tiny_model import TinyRecipe, build_tiny_model
 
 PROMPTS = [
     "The council met on Tuesday.",
@@ -234,6 +234,20 @@ def test_the_tokenizer_satisfies_the_protocol_and_skips_special_tokens(model_dir
         sut.close()
 
 
+def test_describe_reports_the_device_the_model_and_its_context(model_dir):
+    sut = make_sut(model_dir, max_batch_size=3)
+    try:
+        info = sut.describe()
+    finally:
+        sut.close()
+    assert (info.name, info.runs_model, info.remote, info.device, info.device_name) == ("hf", True, False, "cpu", None)
+    assert (info.decode_batch, info.decode_batch_key) == (3, "max_batch_size")
+    assert info.context_length == sut.max_positions and info.stats is None  # no draft: no counters
+    assert info.model.to_json() == sut.model_info and info.model.path == str(model_dir)
+    assert list(sut.model_info) == ["path", "architecture", "fingerprint", "parameters", "dtype", "weight_bytes"]
+    assert info.model.parameters == sum(p.numel() for p in sut.model.parameters()) and info.model.dtype == "float32"
+
+
 def test_bfloat16_on_cpu(model_dir):
     sut = make_sut(model_dir, max_new_tokens=4, dtype="bfloat16", device="cpu")
     try:
@@ -294,7 +308,7 @@ def test_cuda_fast_decode_without_cuda_is_a_config_error(model_dir):
 
 def test_serial_static_cache_decoder_streams_the_same_tokens(model_dir):
     """The fast path's logic (static cache, streamer, one at a time) on CPU, where nothing is compiled."""
-    from harness.sut.hf_fast import SerialDecoder
+    from harness.sut.hf.fast import SerialDecoder
 
     sut = make_sut(model_dir)
     try:
@@ -321,12 +335,12 @@ def test_the_tokenizer_alone_decodes_like_the_sut(model_dir):
 
 
 def test_cpu_threads_one_for_the_embedded_model_else_as_asked(model_dir):
-    from harness.sut.hf import cpu_threads
+    from harness.sut.hf.adapter import cpu_threads
 
     assert cpu_threads(HFParams()) == 1  # the tiny model's matrices are too small to split
     assert cpu_threads(HFParams(model_path="/models/x")) is None  # torch's default: one per core
     assert cpu_threads(HFParams(model_path="/models/x", threads=3)) == 3
-    from harness.sut.torch_thread import torch_thread
+    from harness.sut.hf.torch_thread import torch_thread
 
     # torch's OpenMP thread count is per calling thread: what counts is the torch thread's
     before = torch_thread().call(torch.get_num_threads)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from harness.sut import http1
+from harness.http import http1
 
 Api = Literal["completions", "chat"]
 # Chat deltas: the answer, and the reasoning of reasoning models (vLLM/SGLang: reasoning_content,

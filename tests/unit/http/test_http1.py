@@ -1,4 +1,4 @@
-"""harness.sut.http1 against real scripted servers on 127.0.0.1: framing, pooling, faults."""
+"""harness.http.http1 against real scripted servers on 127.0.0.1: framing, pooling, faults."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from collections.abc import Callable
 import pytest
 
 from harness.bench.tls import make_certificates
-from harness.sut import http1
+from harness.http import http1
 
 CHUNKED_SSE = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
                b"8;ext=1\r\ndata: a\n\r\n"  # a chunk extension
@@ -237,7 +237,7 @@ def test_a_cancelled_request_frees_its_connection_or_its_place_in_the_queue():
 
 
 def test_nobody_listening_is_a_connect_error_at_once():
-    from tests.unit.sut.test_openai import free_port
+    from tests.unit.sut.openai.test_adapter import free_port
 
     async def go():
         async with client(f"http://127.0.0.1:{free_port()}/v1") as c:

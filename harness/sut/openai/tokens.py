@@ -91,7 +91,7 @@ def load_output_tokenizer(tokenizer_path: str | None, corpus: Iterable[str]) -> 
     if tokenizer_path is None:
         return OpenWordTokenizer(corpus)
     from harness.errors import ConfigError
-    from harness.sut.hf import HFParams, load_tokenizer, model_dir
+    from harness.sut.hf.adapter import HFParams, load_tokenizer, model_dir
 
     if tokenizer_path == "embedded":
         path = model_dir(HFParams())
