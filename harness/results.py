@@ -1,18 +1,332 @@
-"""The typed result of one run, its ``results.json`` form and its human summary."""
+"""The typed result of one run, its ``results.json`` form, the loader, and its human summary.
+
+``results.json`` is :class:`RunResult` written by :meth:`RunResult.write`; scripts and every
+reader in the harness (the judge's reference run, ``harness-audit``, ``harness-submit``, MLflow
+logging, ``harness-peak``, the round table) read it back with :meth:`RunResult.load`, which
+returns the same typed object: frozen dataclasses for the sections readers use (``dataset``,
+``accuracy``, ``roofline``, ``pace``, ``verdict_reasons`` and the well-known parts of ``extra``).
+A section keeps the keys it does not type in ``rest``, so a file loads and writes back unchanged.
+
+Schema version (``schema_version``, an integer at the top of the file):
+
+- ``0``: files written before the key existed (no ``schema_version``); they load as they are.
+- ``1``: ``schema_version`` added; every other key as in version 0.
+
+Bump rule: adding a key (or a section's key) does not bump the version, since loaders keep keys
+they do not know and readers treat a missing key as empty. Removing or renaming a key, or
+changing its type, unit or meaning, bumps it, and :meth:`RunResult.from_dict` learns to read
+the older versions. A file with a newer version than this harness knows is refused in one line
+naming the file (upgrade the harness to read it); a malformed file is named with its key.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import types
+import typing
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Union
 
+from harness.accuracy.judge import Check
 from harness.config import LatencyLimits
+from harness.errors import HarnessError
 from harness.loadgen.logs import Percentiles, PerformanceResult
-from harness.verdict import Verdict
+from harness.verdict import Reason, Verdict
 
 RESULTS_FILE = "results.json"
+SCHEMA_VERSION = 1
+
+
+class ResultsError(HarnessError):
+    """A results.json that cannot be read: missing, not JSON, a key of the wrong type, or newer
+    than this harness; the message names the file and the key."""
+
+
+class ResultsMissing(ResultsError):
+    """No results.json where one was expected."""
+
+
+def _json_form(value: Any) -> Any:
+    """A value as ``json`` writes it: dataclasses and sections as objects, tuples as lists."""
+    if isinstance(value, Section) or hasattr(value, "to_json"):
+        return value.to_json()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _json_form(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {k: _json_form(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_form(v) for v in value]
+    return value
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else {bool: "a boolean", int: "a number", float: "a number", str: "a string",
+                                         list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
+
+
+def _convert(value: Any, hint: Any, where: str) -> Any:
+    """``value`` (as JSON holds it) as the type ``hint`` names; ResultsError naming ``where``."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return _json_form(value)
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner, *more) = [a for a in args if a is not type(None)]
+        return _convert(value, inner if not more else Any, where)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ResultsError(f"{where}: expected a list, got {_kind(value)}")
+        return tuple(_convert(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+    if origin is Mapping or origin is dict:
+        if not isinstance(value, Mapping):
+            raise ResultsError(f"{where}: expected an object, got {_kind(value)}")
+        return {str(k): _convert(v, args[1], f"{where}.{k}") for k, v in value.items()}
+    if isinstance(hint, type) and issubclass(hint, Section):
+        return value if isinstance(value, hint) else hint.from_dict(value, where)
+    if dataclasses.is_dataclass(hint):
+        return value if isinstance(value, hint) else _plain_dataclass(hint, value, where)
+    if hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)  # an int stays an int: 5 is written 5
+    elif hint is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, hint)
+    if not ok:
+        raise ResultsError(f"{where}: expected {_kind(hint())}, got {_kind(value)}")
+    return value
+
+
+def _plain_dataclass(cls: type, value: Any, where: str) -> Any:
+    """A dataclass of another module (Percentiles, LatencyLimits, Reason, Check) from its JSON
+    object; keys it derives (a Check's ``pass``) are left out."""
+    if not isinstance(value, Mapping):
+        raise ResultsError(f"{where}: expected an object, got {_kind(value)}")
+    hints, given = _hints(cls), {}
+    for f in dataclasses.fields(cls):
+        if f.name in value:
+            given[f.name] = _convert(value[f.name], hints[f.name], f"{where}.{f.name}")
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ResultsError(f"{where}: no key {f.name!r}")
+    return cls(**given)
+
+
+@dataclass(frozen=True)
+class Section(Mapping[str, Any]):
+    """A typed part of results.json: its fields are the well-known keys (same names), ``rest``
+    holds the keys it does not type as written, ``absent`` the well-known keys the JSON lacked (so
+    writing it back gives the same JSON). Read-only ``section["key"]`` reads the JSON form, as
+    scripts written against the plain dicts did."""
+
+    rest: Mapping[str, Any] = field(default_factory=dict, kw_only=True, repr=False)
+    absent: frozenset[str] = field(default_factory=frozenset, kw_only=True, repr=False)
+    order: tuple[str, ...] = field(default=(), kw_only=True, repr=False, compare=False)  # the JSON's key order
+    _OWN: ClassVar[tuple[str, ...]] = ("rest", "absent", "order")
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "") -> Any:
+        if not isinstance(data, Mapping):
+            raise ResultsError(f"{where}: expected an object, got {_kind(data)}")
+        hints, given, absent = _hints(cls), {}, set()
+        names = [f.name for f in dataclasses.fields(cls) if f.name not in cls._OWN]
+        for name in names:
+            if name in data:
+                given[name] = _convert(data[name], hints[name], f"{where}.{name}")
+            else:
+                absent.add(name)
+        rest = {k: _json_form(v) for k, v in data.items() if k not in names}
+        return cls(**given, rest=rest, absent=frozenset(absent), order=tuple(data))
+
+    def to_json(self) -> dict[str, Any]:
+        out = {f.name: _json_form(getattr(self, f.name)) for f in dataclasses.fields(self)
+               if f.name not in self._OWN and f.name not in self.absent}
+        out |= {k: v for k, v in self.rest.items() if k not in out}
+        return {k: out[k] for k in (*[k for k in self.order if k in out], *out)}
+
+    def __getitem__(self, key: str) -> Any:
+        return self.to_json()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.to_json())
+
+    def __len__(self) -> int:
+        return len(self.to_json())
+
+
+@dataclass(frozen=True)
+class DatasetInfo(Section):
+    """``dataset``: the records the run used."""
+
+    name: str | None = None
+    source: str | None = None  # the file read
+    samples: int | None = None
+    fingerprint: str | None = None  # sha256 of the records
+
+
+@dataclass(frozen=True)
+class Compliance(Section):
+    """``accuracy.compliance`` and ``extra.compliance.<test>``: the TEST06-style log checks."""
+
+    passed: bool | None = None
+    entries: int | None = None  # responses checked
+    lines: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Accuracy(Section):
+    """``accuracy``: the scores of the accuracy log and their verdict (:mod:`harness.accuracy.judge`)."""
+
+    scores: Mapping[str, float] = field(default_factory=dict)  # rouge1 .. rougeLsum, gsm8k, gen_len, gen_num, ...
+    verdict: str | None = None  # PASS, FAIL, INCOMPLETE, NO_TARGET
+    target_fraction: float | None = None
+    reference_source: str | None = None
+    targets: Mapping[str, float | None] = field(default_factory=dict)
+    checks: tuple[Check, ...] = ()
+    failed: tuple[str, ...] = ()
+    splitter: str | None = None
+    hash: str | None = None  # sha256 of the accuracy log
+    accuracy_log: str | None = None
+    compliance: Compliance | None = None
+
+
+@dataclass(frozen=True)
+class SutStats(Section):
+    """``extra.sut_stats.<test>``: the SUT's own accounting (sut=openai's token counts, sut=hf's
+    speculative decoding); the keys readers use are typed, the rest is in ``rest``."""
+
+    token_count_source: str | None = None
+    token_counts_approximate: bool | None = None
+    output_token_ids: str | None = None  # server, re-tokenized, mixed
+    retokenizer: str | None = None
+    usage_reported: int | None = None
+    usage_mismatches: int | None = None
+    acceptance_rate: float | None = None
+    mean_accepted_tokens: float | None = None
+
+
+@dataclass(frozen=True)
+class ModelInfo(Section):
+    """``extra.model``: the model the SUT loaded (sut=hf)."""
+
+    path: str | None = None
+    architecture: str | None = None
+    fingerprint: str | None = None
+    parameters: float | None = None
+    dtype: str | None = None
+    weight_bytes: float | None = None
+
+
+@dataclass(frozen=True)
+class InputsCut(Section):
+    """``extra.inputs_cut``: prompts cut to fit the model's context."""
+
+    samples: int | None = None
+    of: int | None = None
+    max_prompt_tokens: int | None = None
+    limit: str | None = None
+
+
+@dataclass(frozen=True)
+class Figures(Section):
+    """``extra.failed_run_figures``: LoadGen's figures of a FAILED run, kept for the record only."""
+
+    samples_per_second: float | None = None
+    tokens_per_second: float | None = None
+    ttft_ms: Percentiles | None = None
+    tpot_ms: Percentiles | None = None
+    latency_ms: Percentiles | None = None
+
+
+@dataclass(frozen=True)
+class Extra(Section):
+    """``extra``: the run's further records; the well-known keys typed, any other in ``rest``."""
+
+    accuracy_log_samples: int | None = None
+    samples_issued: Mapping[str, int] = field(default_factory=dict)  # per test
+    loadgen_reasons: tuple[str, ...] = ()  # LoadGen's own words when it said INVALID
+    compliance: Mapping[str, Compliance] = field(default_factory=dict)  # TEST06
+    sut_stats: Mapping[str, SutStats] = field(default_factory=dict)  # per test
+    model: ModelInfo | None = None
+    inputs_cut: InputsCut | None = None
+    failed_run_figures: Figures | None = None
+
+
+@dataclass(frozen=True)
+class RooflineModel(Section):
+    """``roofline.model``: the model shape the estimates used."""
+
+    source: str | None = None
+    parameters: float | None = None
+    dtype: str | None = None
+    weight_bytes: float | None = None
+
+
+@dataclass(frozen=True)
+class RooflinePeaks(Section):
+    """``roofline.peaks``: the machine's peak bandwidth and FLOP/s, and where they came from."""
+
+    accelerator: str | None = None
+    accelerators: int | None = None
+    memory_bandwidth_gbs: float | None = None
+    bandwidth_source: str | None = None
+    tflops: float | None = None
+    precision: str | None = None
+
+
+@dataclass(frozen=True)
+class DecodeFigures(Section):
+    """``roofline.decode``: bytes per decode step and the bandwidth achieved."""
+
+    bytes_per_step: float | None = None
+    achieved_bandwidth_gbs: float | None = None
+    bandwidth_utilization: float | None = None
+    null_reasons: Mapping[str, str] = field(default_factory=dict)  # why a figure is null
+
+
+@dataclass(frozen=True)
+class ComputeFigures(Section):
+    """``roofline.prefill`` and ``roofline.overall``: FLOP/s achieved and MFU."""
+
+    achieved_tflops: float | None = None
+    mfu: float | None = None
+    null_reasons: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RooflineFigures(Section):
+    """``roofline``: the estimates of :mod:`harness.roofline` (docs/ROOFLINE.md)."""
+
+    method: str | None = None
+    reason: str | None = None  # why nothing at all was estimated
+    model: RooflineModel | None = None
+    peaks: RooflinePeaks | None = None
+    workload: Mapping[str, Any] | None = None
+    decode: DecodeFigures = field(default_factory=DecodeFigures)
+    prefill: ComputeFigures = field(default_factory=ComputeFigures)
+    overall: ComputeFigures = field(default_factory=ComputeFigures)
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PaceFigures(Section):
+    """``pace`` (Server/Interactive): :class:`harness.verdict.Pace` as written."""
+
+    completed_qps: float | None = None
+    scheduled_qps: float | None = None
+    ratio: float | None = None
+
+
+# Sections a caller may give as their JSON form (run.py builds them as dicts): converted on construction.
+_SECTIONS = ("dataset", "accuracy", "extra", "roofline", "pace")
 
 
 @dataclass(frozen=True)
@@ -23,6 +337,8 @@ class RunResult:
     failed, i.e. a good accuracy-only run); ``valid`` is ``verdict == "VALID"`` (None with it);
     ``loadgen_valid`` is LoadGen's own ``result_validity``. A FAILED run's figures are null: they
     would be computed from failed samples (LoadGen's are kept in ``extra.failed_run_figures``).
+    ``dataset``, ``accuracy``, ``extra``, ``roofline``, ``pace`` and ``verdict_reasons`` may be given
+    as their JSON form (mappings); they are kept typed.
     """
 
     scenario: str
@@ -42,21 +358,31 @@ class RunResult:
     error_messages: tuple[str, ...]
     loadgen_errors: int
     loadgen_version: str | None
-    dataset: dict[str, Any]
+    dataset: DatasetInfo
     output_dir: str
     latency_limits: LatencyLimits | None = None
-    accuracy: dict[str, Any] | None = None
+    accuracy: Accuracy | None = None
     harness_version: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: Extra = field(default_factory=Extra)
     # Bytes per decode step, achieved bandwidth and MFU against the machine's peaks (harness/roofline.py,
     # docs/ROOFLINE.md); null in results.json written before it existed.
-    roofline: dict[str, Any] | None = None
+    roofline: RooflineFigures | None = None
     verdict: str | None = None
-    # {metric, text, value, limit} per reason of a verdict other than VALID (invalid_reasons: their texts)
-    verdict_reasons: tuple[dict[str, Any], ...] = ()
+    # One per reason of a verdict other than VALID (invalid_reasons: their texts)
+    verdict_reasons: tuple[Reason, ...] = ()
     loadgen_valid: bool | None = None
     # Server/Interactive: completed vs scheduled samples/s and their pace ratio (harness.verdict.Pace)
-    pace: dict[str, Any] | None = None
+    pace: PaceFigures | None = None
+
+    def __post_init__(self) -> None:
+        hints = _hints(RunResult)
+        for name in _SECTIONS:
+            value = getattr(self, name)
+            if isinstance(value, Mapping) and not isinstance(value, Section):
+                object.__setattr__(self, name, _convert(value, hints[name], name))
+        if any(isinstance(r, Mapping) for r in self.verdict_reasons):
+            object.__setattr__(self, "verdict_reasons", _convert(self.verdict_reasons, hints["verdict_reasons"],
+                                                                 "verdict_reasons"))
 
     @property
     def ok(self) -> bool:
@@ -64,7 +390,9 @@ class RunResult:
         return self.errors == 0 and self.loadgen_errors == 0
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The results.json object: ``schema_version``, then every field."""
+        return {"schema_version": SCHEMA_VERSION,
+                **{f.name: _json_form(getattr(self, f.name)) for f in dataclasses.fields(self)}}
 
     def write(self, directory: Path) -> Path:
         path = Path(directory) / RESULTS_FILE
@@ -72,13 +400,51 @@ class RunResult:
         return path
 
     @classmethod
+    def from_dict(cls, data: Any, where: str = RESULTS_FILE) -> RunResult:
+        """A results.json object (any schema version up to :data:`SCHEMA_VERSION`) as a RunResult.
+
+        A key the object lacks reads as its field's default, else as empty (None, "", 0, False, (),
+        an empty section): files written before a key existed load. ResultsError, naming ``where``
+        and the key, for a newer schema version or a key of the wrong type."""
+        if not isinstance(data, Mapping):
+            raise ResultsError(f"{where}: expected a JSON object, got {_kind(data)}")
+        version = data.get("schema_version", 0)
+        if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+            raise ResultsError(f"{where}: schema_version: expected a whole number, got {version!r}")
+        if version > SCHEMA_VERSION:
+            raise ResultsError(f"{where}: written with results schema_version {version}, newer than this harness "
+                               f"reads ({SCHEMA_VERSION}); upgrade the harness to read it")
+        hints, given = _hints(cls), {}
+        for f in dataclasses.fields(cls):
+            if f.name in data:
+                given[f.name] = _convert(data[f.name], hints[f.name], f"{where}: {f.name}")
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                given[f.name] = _empty(hints[f.name])
+        return cls(**given)
+
+    @classmethod
+    def load(cls, path: str | Path) -> RunResult:
+        """The RunResult of a run directory or of a results.json file. ResultsMissing when there
+        is none, ResultsError naming the file (and key) when it cannot be read."""
+        path = Path(path).expanduser()
+        file = path / RESULTS_FILE if path.is_dir() else path
+        try:
+            data = json.loads(file.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ResultsMissing(f"{file} not found") from exc
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ResultsError(f"{file}: cannot be read ({exc})") from exc
+        except ValueError as exc:
+            raise ResultsError(f"{file}: not valid JSON ({exc})") from exc
+        return cls.from_dict(data, str(file))
+
+    @classmethod
     def from_perf(cls, perf: PerformanceResult | None, verdict: Verdict | None, **kwargs: Any) -> RunResult:
         """Combine LoadGen's performance result (if any) and the verdict with the run's own facts."""
         judged: dict[str, Any] = {"valid": None, "invalid_reasons": (), "verdict": None, "loadgen_valid": None}
         if verdict is not None:
             judged = {"valid": verdict.valid, "invalid_reasons": tuple(verdict.lines()), "verdict": verdict.status,
-                      "verdict_reasons": tuple(dataclasses.asdict(r) for r in verdict.reasons),
-                      "loadgen_valid": verdict.loadgen_valid,
+                      "verdict_reasons": verdict.reasons, "loadgen_valid": verdict.loadgen_valid,
                       "pace": dataclasses.asdict(verdict.pace) if verdict.pace else None}
         figures: dict[str, Any] = {"samples_per_second": None, "tokens_per_second": None, "ttft_ms": None,
                                    "tpot_ms": None, "latency_ms": None}
@@ -87,12 +453,20 @@ class RunResult:
                         "ttft_ms": perf.ttft_ms, "tpot_ms": perf.tpot_ms, "latency_ms": perf.latency_ms}
             if verdict is not None and verdict.status == "FAILED":
                 extra = dict(kwargs.pop("extra", {}))
-                extra["failed_run_figures"] = {k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v
-                                               for k, v in measured.items()}
+                extra["failed_run_figures"] = _json_form(measured)
                 kwargs["extra"] = extra
             else:
                 figures = measured
         return cls(**judged, **figures, **kwargs)
+
+
+def _empty(hint: Any) -> Any:
+    """The value a key missing from an old results.json reads as."""
+    if type(None) in typing.get_args(hint):
+        return None
+    if isinstance(hint, type) and issubclass(hint, Section):
+        return hint.from_dict({})
+    return {str: "", bool: False, int: 0, float: 0.0}.get(hint, ())
 
 
 def _ms(p: Percentiles | None, attr: str = "p99") -> str:
@@ -104,11 +478,11 @@ def _num(value: float | None, unit: str) -> str:
     return "-" if value is None else f"{value:,.2f} {unit}"
 
 
-def approximate_token_tests(extra: dict[str, Any]) -> list[str]:
+def approximate_token_tests(extra: Extra | Mapping[str, Any]) -> list[str]:
     """The tests whose output token counts were approximate (``sut=openai`` counting a server's text
     with the dataset's word tokenizer, having neither its token ids nor its usage)."""
-    stats = extra.get("sut_stats") or {}
-    return [test for test, s in stats.items() if isinstance(s, dict) and s.get("token_counts_approximate")]
+    extra = extra if isinstance(extra, Extra) else Extra.from_dict(extra, "extra")
+    return [test for test, s in extra.sut_stats.items() if s.token_counts_approximate]
 
 
 def _token_count_lines(result: RunResult) -> list[str]:
@@ -118,13 +492,12 @@ def _token_count_lines(result: RunResult) -> list[str]:
         lines.append(f"  tokens      APPROXIMATE in the {', '.join(tests)} test(s): the server sent neither token ids "
                      "nor usage, so outputs were counted with the dataset's word tokenizer; tokens/s and TPOT are "
                      "not the model's (set sut.tokenizer_path)")
-    for test, s in (result.extra.get("sut_stats") or {}).items():
+    for test, s in result.extra.sut_stats.items():
         # A logged output whose ids are the server's text re-tokenized can differ in length from the
         # server's count, which LoadGen logged beside it: the sample length check names those samples.
-        if test != "performance" and isinstance(s, dict) and s.get("output_token_ids") not in (None, "server") \
-                and s.get("usage_mismatches"):
+        if test != "performance" and s.output_token_ids not in (None, "server") and s.usage_mismatches:
             lines.append(f"  tokens      {test} log: the server's text re-tokenized (no ids from the server); "
-                         f"{s['usage_mismatches']} of {s.get('usage_reported')} outputs differ in length from the "
+                         f"{s.usage_mismatches} of {s.usage_reported} outputs differ in length from the "
                          "server's count LoadGen logged (sut.return_token_ids=true logs the server's own ids)")
     return lines
 
@@ -146,23 +519,23 @@ def summary(result: RunResult) -> str:
             lines.append(f"  TTFT / TPOT p99 {_ms(result.ttft_ms)} / {_ms(result.tpot_ms)}"
                          + (f"  (limits {limits.ttft_ms:g} / {limits.tpot_ms:g} ms)" if limits else ""))
         pace = result.pace
-        if pace:
-            ratio = f", pace {pace['ratio']:.1%}" if pace.get("ratio") is not None else ""
-            lines.append(f"  pace        completed {pace['completed_qps']:,.2f}/s of {pace['scheduled_qps']:,.2f}/s "
+        if pace is not None and pace.completed_qps is not None and pace.scheduled_qps is not None:
+            ratio = f", pace {pace.ratio:.1%}" if pace.ratio is not None else ""
+            lines.append(f"  pace        completed {pace.completed_qps:,.2f}/s of {pace.scheduled_qps:,.2f}/s "
                          f"scheduled{ratio}")
-    cut = result.extra.get("inputs_cut")
-    if cut and cut.get("samples"):
-        lines.append(f"  inputs      {cut['samples']} of {cut['of']} prompts cut to {cut['max_prompt_tokens']} tokens "
-                     f"({cut['limit']})")
+    cut = result.extra.inputs_cut
+    if cut is not None and cut.samples:
+        lines.append(f"  inputs      {cut.samples} of {cut.of} prompts cut to {cut.max_prompt_tokens} tokens "
+                     f"({cut.limit})")
     if result.accuracy is not None:
         lines += accuracy_lines(result.accuracy)
     lines += _token_count_lines(result)
     line = roofline_line(result.roofline)
     if line:
         lines.append(line)
-    for test, check in result.extra.get("compliance", {}).items():
-        verdict = "PASS" if check.get("passed") else "FAIL: " + "; ".join(check.get("lines", [])[:3])
-        lines.append(f"  {test:<11} {verdict} ({check.get('entries')} responses checked)")
+    for test, check in result.extra.compliance.items():
+        verdict = "PASS" if check.passed else "FAIL: " + "; ".join(check.lines[:3])
+        lines.append(f"  {test:<11} {verdict} ({check.entries} responses checked)")
     if result.errors or result.loadgen_errors:
         lines.append(f"  errors      {result.errors} failed samples, {result.loadgen_errors} LoadGen errors")
         lines += [f"    {m}" for m in result.error_messages[:5]]
@@ -189,49 +562,52 @@ def _gbs(value: float) -> str:
     return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
 
 
-def roofline_line(roofline: dict[str, Any] | None) -> str | None:
+def roofline_line(roofline: RooflineFigures | Mapping[str, Any] | None) -> str | None:
     """Decode bandwidth and MFU against the peaks, when the run has a model to judge (not fakes)."""
-    if not roofline or not roofline.get("model"):
+    if roofline is not None and not isinstance(roofline, RooflineFigures):
+        roofline = RooflineFigures.from_dict(roofline, "roofline")
+    if roofline is None or roofline.model is None:
         return None
-    decode, peaks = roofline.get("decode") or {}, roofline.get("peaks") or {}
-    achieved, util = decode.get("achieved_bandwidth_gbs"), decode.get("bandwidth_utilization")
+    decode, peaks = roofline.decode, roofline.peaks if roofline.peaks is not None else RooflinePeaks()
+    achieved, util = decode.achieved_bandwidth_gbs, decode.bandwidth_utilization
     if achieved is None:
-        why = next(iter((decode.get("null_reasons") or {}).values()), "?")
+        why = next(iter(decode.null_reasons.values()), "?")
         parts = [f"decode bandwidth not estimated ({why})"]
-    elif util is None:
+    elif util is None or peaks.memory_bandwidth_gbs is None:
         parts = [f"decode {_gbs(achieved)} GB/s (no peak bandwidth)"]
     else:
-        parts = [f"decode {_gbs(achieved)} GB/s = {util:.1%} of {_gbs(peaks['memory_bandwidth_gbs'])} GB/s"]
-    for name in ("prefill", "overall"):  # prefill's own MFU when it is timed, else the run's
-        mfu = (roofline.get(name) or {}).get("mfu")
-        if mfu is not None:
-            parts.append(f"MFU {mfu:.2%} ({name})")
+        parts = [f"decode {_gbs(achieved)} GB/s = {util:.1%} of {_gbs(peaks.memory_bandwidth_gbs)} GB/s"]
+    for name, figures in (("prefill", roofline.prefill), ("overall", roofline.overall)):
+        if figures.mfu is not None:  # prefill's own MFU when it is timed, else the run's
+            parts.append(f"MFU {figures.mfu:.2%} ({name})")
             break
-    source = peaks.get("bandwidth_source") or ""
+    source = peaks.bandwidth_source or ""
     kind = next((k for p, k in (("measured", "measured probe"), ("datasheet", "datasheet"), ("system", "system config"))
                  if source.startswith(p)), None)
-    device = peaks.get("accelerator")
-    where = "cpu" if device in (None, "cpu") else f"{peaks.get('accelerators')}x {device}"
-    if roofline.get("warnings"):
+    device = peaks.accelerator
+    where = "cpu" if device in (None, "cpu") else f"{peaks.accelerators}x {device}"
+    if roofline.warnings:
         parts.append("a fraction > 1, see roofline.warnings")
     return "  roofline    " + "; ".join(parts) + (f"  [{where}, {kind}]" if kind else "")
 
 
-def accuracy_lines(accuracy: dict[str, Any]) -> list[str]:
+def accuracy_lines(accuracy: Accuracy | Mapping[str, Any]) -> list[str]:
     """The accuracy verdict and scores, each ROUGE score with its target when there is one."""
-    scores, targets = accuracy.get("scores", {}), accuracy.get("targets", {})
+    if not isinstance(accuracy, Accuracy):
+        accuracy = Accuracy.from_dict(accuracy, "accuracy")
+    scores, targets = accuracy.scores, accuracy.targets
     shown = []
     for key in ("rouge1", "rouge2", "rougeL", "rougeLsum", "gsm8k"):
         if key in scores:
             target = targets.get(key)  # exact (e.g. 38.391408): 4 decimals would misstate it
             shown.append(f"{key} {scores[key]:.4f}" + (f" (>= {target:.10g})" if target is not None else ""))
-    verdict = accuracy.get("verdict", "?")
+    verdict = accuracy.verdict or "?"
     head = "no target" if verdict == "NO_TARGET" else verdict
     lines = [f"  accuracy    {head}: " + ", ".join(shown)]
     lines.append(f"              {scores.get('gen_num', '?')} samples, gen_len {scores.get('gen_len', '?')}, "
-                 f"{scores.get('tokens_per_sample', '?')} tokens/sample; sentences: {accuracy.get('splitter', '?')}")
-    lines += [f"              failed: {f}" for f in accuracy.get("failed", [])]
-    compliance = accuracy.get("compliance")
-    if compliance and not compliance.get("passed", True):
-        lines.append("              compliance: " + "; ".join(compliance.get("lines", [])[:3]))
+                 f"{scores.get('tokens_per_sample', '?')} tokens/sample; sentences: {accuracy.splitter or '?'}")
+    lines += [f"              failed: {f}" for f in accuracy.failed]
+    compliance = accuracy.compliance
+    if compliance is not None and compliance.passed is False:
+        lines.append("              compliance: " + "; ".join(compliance.lines[:3]))
     return lines
