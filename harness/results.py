@@ -389,6 +389,10 @@ class RunResult:
         """No SUT errors and nothing LoadGen counted as an error."""
         return self.errors == 0 and self.loadgen_errors == 0
 
+    def __getitem__(self, key: str) -> Any:
+        """``result["key"]``: the value results.json holds (scripts written against the plain JSON)."""
+        return self.to_json()[key]
+
     def to_json(self) -> dict[str, Any]:
         """The results.json object: ``schema_version``, then every field."""
         return {"schema_version": SCHEMA_VERSION,
