@@ -22,308 +22,47 @@ naming the file (upgrade the harness to read it); a malformed file is named with
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
-import types
 import typing
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Union
+from typing import Any
 
-from harness.accuracy.judge import Check
 from harness.config import LatencyLimits
-from harness.errors import HarnessError
 from harness.loadgen.logs import Percentiles, PerformanceResult
+from harness.result_sections import (
+    Accuracy,
+    Compliance,
+    ComputeFigures,
+    DatasetInfo,
+    DecodeFigures,
+    Extra,
+    Figures,
+    InputsCut,
+    ModelInfo,
+    PaceFigures,
+    ResultsError,
+    ResultsMissing,
+    RooflineFigures,
+    RooflineModel,
+    RooflinePeaks,
+    Section,
+    SutStats,
+    convert,
+    json_form,
+    kind,
+    type_hints,
+)
 from harness.verdict import Reason, Verdict
+
+__all__ = ["RESULTS_FILE", "SCHEMA_VERSION", "Accuracy", "Compliance", "ComputeFigures", "DatasetInfo",
+           "DecodeFigures", "Extra", "Figures", "InputsCut", "ModelInfo", "PaceFigures", "ResultsError",
+           "ResultsMissing", "RooflineFigures", "RooflineModel", "RooflinePeaks", "RunResult", "Section", "SutStats",
+           "accuracy_lines", "approximate_token_tests", "roofline_line", "summary", "verdict_lines"]
 
 RESULTS_FILE = "results.json"
 SCHEMA_VERSION = 1
-
-
-class ResultsError(HarnessError):
-    """A results.json that cannot be read: missing, not JSON, a key of the wrong type, or newer
-    than this harness; the message names the file and the key."""
-
-
-class ResultsMissing(ResultsError):
-    """No results.json where one was expected."""
-
-
-def _json_form(value: Any) -> Any:
-    """A value as ``json`` writes it: dataclasses and sections as objects, tuples as lists."""
-    if isinstance(value, Section) or hasattr(value, "to_json"):
-        return value.to_json()
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _json_form(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, Mapping):
-        return {k: _json_form(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_form(v) for v in value]
-    return value
-
-
-@functools.cache
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def _kind(value: Any) -> str:
-    return "null" if value is None else {bool: "a boolean", int: "a number", float: "a number", str: "a string",
-                                         list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
-
-
-def _convert(value: Any, hint: Any, where: str) -> Any:
-    """``value`` (as JSON holds it) as the type ``hint`` names; ResultsError naming ``where``."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if hint is Any:
-        return _json_form(value)
-    if origin in (Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        (inner, *more) = [a for a in args if a is not type(None)]
-        return _convert(value, inner if not more else Any, where)
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise ResultsError(f"{where}: expected a list, got {_kind(value)}")
-        return tuple(_convert(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
-    if origin is Mapping or origin is dict:
-        if not isinstance(value, Mapping):
-            raise ResultsError(f"{where}: expected an object, got {_kind(value)}")
-        return {str(k): _convert(v, args[1], f"{where}.{k}") for k, v in value.items()}
-    if isinstance(hint, type) and issubclass(hint, Section):
-        return value if isinstance(value, hint) else hint.from_dict(value, where)
-    if dataclasses.is_dataclass(hint):
-        return value if isinstance(value, hint) else _plain_dataclass(hint, value, where)
-    if hint is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)  # an int stays an int: 5 is written 5
-    elif hint is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    else:
-        ok = isinstance(value, hint)
-    if not ok:
-        raise ResultsError(f"{where}: expected {_kind(hint())}, got {_kind(value)}")
-    return value
-
-
-def _plain_dataclass(cls: type, value: Any, where: str) -> Any:
-    """A dataclass of another module (Percentiles, LatencyLimits, Reason, Check) from its JSON
-    object; keys it derives (a Check's ``pass``) are left out."""
-    if not isinstance(value, Mapping):
-        raise ResultsError(f"{where}: expected an object, got {_kind(value)}")
-    hints, given = _hints(cls), {}
-    for f in dataclasses.fields(cls):
-        if f.name in value:
-            given[f.name] = _convert(value[f.name], hints[f.name], f"{where}.{f.name}")
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ResultsError(f"{where}: no key {f.name!r}")
-    return cls(**given)
-
-
-@dataclass(frozen=True)
-class Section(Mapping[str, Any]):
-    """A typed part of results.json: its fields are the well-known keys (same names), ``rest``
-    holds the keys it does not type as written, ``absent`` the well-known keys the JSON lacked (so
-    writing it back gives the same JSON). Read-only ``section["key"]`` reads the JSON form, as
-    scripts written against the plain dicts did."""
-
-    rest: Mapping[str, Any] = field(default_factory=dict, kw_only=True, repr=False)
-    absent: frozenset[str] = field(default_factory=frozenset, kw_only=True, repr=False)
-    order: tuple[str, ...] = field(default=(), kw_only=True, repr=False, compare=False)  # the JSON's key order
-    _OWN: ClassVar[tuple[str, ...]] = ("rest", "absent", "order")
-
-    @classmethod
-    def from_dict(cls, data: Any, where: str = "") -> Any:
-        if not isinstance(data, Mapping):
-            raise ResultsError(f"{where}: expected an object, got {_kind(data)}")
-        hints, given, absent = _hints(cls), {}, set()
-        names = [f.name for f in dataclasses.fields(cls) if f.name not in cls._OWN]
-        for name in names:
-            if name in data:
-                given[name] = _convert(data[name], hints[name], f"{where}.{name}")
-            else:
-                absent.add(name)
-        rest = {k: _json_form(v) for k, v in data.items() if k not in names}
-        return cls(**given, rest=rest, absent=frozenset(absent), order=tuple(data))
-
-    def to_json(self) -> dict[str, Any]:
-        out = {f.name: _json_form(getattr(self, f.name)) for f in dataclasses.fields(self)
-               if f.name not in self._OWN and f.name not in self.absent}
-        out |= {k: v for k, v in self.rest.items() if k not in out}
-        return {k: out[k] for k in (*[k for k in self.order if k in out], *out)}
-
-    def __getitem__(self, key: str) -> Any:
-        return self.to_json()[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.to_json())
-
-    def __len__(self) -> int:
-        return len(self.to_json())
-
-
-@dataclass(frozen=True)
-class DatasetInfo(Section):
-    """``dataset``: the records the run used."""
-
-    name: str | None = None
-    source: str | None = None  # the file read
-    samples: int | None = None
-    fingerprint: str | None = None  # sha256 of the records
-
-
-@dataclass(frozen=True)
-class Compliance(Section):
-    """``accuracy.compliance`` and ``extra.compliance.<test>``: the TEST06-style log checks."""
-
-    passed: bool | None = None
-    entries: int | None = None  # responses checked
-    lines: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Accuracy(Section):
-    """``accuracy``: the scores of the accuracy log and their verdict (:mod:`harness.accuracy.judge`)."""
-
-    scores: Mapping[str, float] = field(default_factory=dict)  # rouge1 .. rougeLsum, gsm8k, gen_len, gen_num, ...
-    verdict: str | None = None  # PASS, FAIL, INCOMPLETE, NO_TARGET
-    target_fraction: float | None = None
-    reference_source: str | None = None
-    targets: Mapping[str, float | None] = field(default_factory=dict)
-    checks: tuple[Check, ...] = ()
-    failed: tuple[str, ...] = ()
-    splitter: str | None = None
-    hash: str | None = None  # sha256 of the accuracy log
-    accuracy_log: str | None = None
-    compliance: Compliance | None = None
-
-
-@dataclass(frozen=True)
-class SutStats(Section):
-    """``extra.sut_stats.<test>``: the SUT's own accounting (sut=openai's token counts, sut=hf's
-    speculative decoding); the keys readers use are typed, the rest is in ``rest``."""
-
-    token_count_source: str | None = None
-    token_counts_approximate: bool | None = None
-    output_token_ids: str | None = None  # server, re-tokenized, mixed
-    retokenizer: str | None = None
-    usage_reported: int | None = None
-    usage_mismatches: int | None = None
-    acceptance_rate: float | None = None
-    mean_accepted_tokens: float | None = None
-
-
-@dataclass(frozen=True)
-class ModelInfo(Section):
-    """``extra.model``: the model the SUT loaded (sut=hf)."""
-
-    path: str | None = None
-    architecture: str | None = None
-    fingerprint: str | None = None
-    parameters: float | None = None
-    dtype: str | None = None
-    weight_bytes: float | None = None
-
-
-@dataclass(frozen=True)
-class InputsCut(Section):
-    """``extra.inputs_cut``: prompts cut to fit the model's context."""
-
-    samples: int | None = None
-    of: int | None = None
-    max_prompt_tokens: int | None = None
-    limit: str | None = None
-
-
-@dataclass(frozen=True)
-class Figures(Section):
-    """``extra.failed_run_figures``: LoadGen's figures of a FAILED run, kept for the record only."""
-
-    samples_per_second: float | None = None
-    tokens_per_second: float | None = None
-    ttft_ms: Percentiles | None = None
-    tpot_ms: Percentiles | None = None
-    latency_ms: Percentiles | None = None
-
-
-@dataclass(frozen=True)
-class Extra(Section):
-    """``extra``: the run's further records; the well-known keys typed, any other in ``rest``."""
-
-    accuracy_log_samples: int | None = None
-    samples_issued: Mapping[str, int] = field(default_factory=dict)  # per test
-    loadgen_reasons: tuple[str, ...] = ()  # LoadGen's own words when it said INVALID
-    compliance: Mapping[str, Compliance] = field(default_factory=dict)  # TEST06
-    sut_stats: Mapping[str, SutStats] = field(default_factory=dict)  # per test
-    model: ModelInfo | None = None
-    inputs_cut: InputsCut | None = None
-    failed_run_figures: Figures | None = None
-
-
-@dataclass(frozen=True)
-class RooflineModel(Section):
-    """``roofline.model``: the model shape the estimates used."""
-
-    source: str | None = None
-    parameters: float | None = None
-    dtype: str | None = None
-    weight_bytes: float | None = None
-
-
-@dataclass(frozen=True)
-class RooflinePeaks(Section):
-    """``roofline.peaks``: the machine's peak bandwidth and FLOP/s, and where they came from."""
-
-    accelerator: str | None = None
-    accelerators: int | None = None
-    memory_bandwidth_gbs: float | None = None
-    bandwidth_source: str | None = None
-    tflops: float | None = None
-    precision: str | None = None
-
-
-@dataclass(frozen=True)
-class DecodeFigures(Section):
-    """``roofline.decode``: bytes per decode step and the bandwidth achieved."""
-
-    bytes_per_step: float | None = None
-    achieved_bandwidth_gbs: float | None = None
-    bandwidth_utilization: float | None = None
-    null_reasons: Mapping[str, str] = field(default_factory=dict)  # why a figure is null
-
-
-@dataclass(frozen=True)
-class ComputeFigures(Section):
-    """``roofline.prefill`` and ``roofline.overall``: FLOP/s achieved and MFU."""
-
-    achieved_tflops: float | None = None
-    mfu: float | None = None
-    null_reasons: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class RooflineFigures(Section):
-    """``roofline``: the estimates of :mod:`harness.roofline` (docs/ROOFLINE.md)."""
-
-    method: str | None = None
-    reason: str | None = None  # why nothing at all was estimated
-    model: RooflineModel | None = None
-    peaks: RooflinePeaks | None = None
-    workload: Mapping[str, Any] | None = None
-    decode: DecodeFigures = field(default_factory=DecodeFigures)
-    prefill: ComputeFigures = field(default_factory=ComputeFigures)
-    overall: ComputeFigures = field(default_factory=ComputeFigures)
-    warnings: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class PaceFigures(Section):
-    """``pace`` (Server/Interactive): :class:`harness.verdict.Pace` as written."""
-
-    completed_qps: float | None = None
-    scheduled_qps: float | None = None
-    ratio: float | None = None
-
 
 # Sections a caller may give as their JSON form (run.py builds them as dicts): converted on construction.
 _SECTIONS = ("dataset", "accuracy", "extra", "roofline", "pace")
@@ -375,13 +114,13 @@ class RunResult:
     pace: PaceFigures | None = None
 
     def __post_init__(self) -> None:
-        hints = _hints(RunResult)
+        hints = type_hints(RunResult)
         for name in _SECTIONS:
             value = getattr(self, name)
             if isinstance(value, Mapping) and not isinstance(value, Section):
-                object.__setattr__(self, name, _convert(value, hints[name], name))
+                object.__setattr__(self, name, convert(value, hints[name], name))
         if any(isinstance(r, Mapping) for r in self.verdict_reasons):
-            object.__setattr__(self, "verdict_reasons", _convert(self.verdict_reasons, hints["verdict_reasons"],
+            object.__setattr__(self, "verdict_reasons", convert(self.verdict_reasons, hints["verdict_reasons"],
                                                                  "verdict_reasons"))
 
     @property
@@ -396,7 +135,7 @@ class RunResult:
     def to_json(self) -> dict[str, Any]:
         """The results.json object: ``schema_version``, then every field."""
         return {"schema_version": SCHEMA_VERSION,
-                **{f.name: _json_form(getattr(self, f.name)) for f in dataclasses.fields(self)}}
+                **{f.name: json_form(getattr(self, f.name)) for f in dataclasses.fields(self)}}
 
     def write(self, directory: Path) -> Path:
         path = Path(directory) / RESULTS_FILE
@@ -411,17 +150,17 @@ class RunResult:
         an empty section): files written before a key existed load. ResultsError, naming ``where``
         and the key, for a newer schema version or a key of the wrong type."""
         if not isinstance(data, Mapping):
-            raise ResultsError(f"{where}: expected a JSON object, got {_kind(data)}")
+            raise ResultsError(f"{where}: expected a JSON object, got {kind(data)}")
         version = data.get("schema_version", 0)
         if isinstance(version, bool) or not isinstance(version, int) or version < 0:
             raise ResultsError(f"{where}: schema_version: expected a whole number, got {version!r}")
         if version > SCHEMA_VERSION:
             raise ResultsError(f"{where}: written with results schema_version {version}, newer than this harness "
                                f"reads ({SCHEMA_VERSION}); upgrade the harness to read it")
-        hints, given = _hints(cls), {}
+        hints, given = type_hints(cls), {}
         for f in dataclasses.fields(cls):
             if f.name in data:
-                given[f.name] = _convert(data[f.name], hints[f.name], f"{where}: {f.name}")
+                given[f.name] = convert(data[f.name], hints[f.name], f"{where}: {f.name}")
             elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 given[f.name] = _empty(hints[f.name])
         return cls(**given)
@@ -457,7 +196,7 @@ class RunResult:
                         "ttft_ms": perf.ttft_ms, "tpot_ms": perf.tpot_ms, "latency_ms": perf.latency_ms}
             if verdict is not None and verdict.status == "FAILED":
                 extra = dict(kwargs.pop("extra", {}))
-                extra["failed_run_figures"] = _json_form(measured)
+                extra["failed_run_figures"] = json_form(measured)
                 kwargs["extra"] = extra
             else:
                 figures = measured
