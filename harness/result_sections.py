@@ -112,19 +112,27 @@ class Section(Mapping[str, Any]):
     absent: frozenset[str] = field(default_factory=frozenset, kw_only=True, repr=False)
     order: tuple[str, ...] = field(default=(), kw_only=True, repr=False, compare=False)  # the JSON's key order
     _OWN: ClassVar[tuple[str, ...]] = ("rest", "absent", "order")
+    # Written by a SUT adapter, possibly a third party's: a key whose value has another type than the
+    # harness's own adapters give it is kept in ``rest`` (and reads as absent), never fails the run.
+    _SUT_OWNED: ClassVar[bool] = False
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "") -> Any:
         if not isinstance(data, Mapping):
-            raise ResultsError(f"{where}: expected an object, got {kind(data)}")
+            raise ResultsError(f"{where or cls.__name__}: expected an object, got {kind(data)}")
         hints, given, absent = type_hints(cls), {}, set()
         names = [f.name for f in dataclasses.fields(cls) if f.name not in cls._OWN]
         for name in names:
-            if name in data:
-                given[name] = convert(data[name], hints[name], f"{where}.{name}")
-            else:
+            if name not in data:
                 absent.add(name)
-        rest = {k: json_form(v) for k, v in data.items() if k not in names}
+                continue
+            try:
+                given[name] = convert(data[name], hints[name], f"{where}.{name}" if where else name)
+            except ResultsError:
+                if not cls._SUT_OWNED:
+                    raise
+                absent.add(name)
+        rest = {k: json_form(v) for k, v in data.items() if k not in given}
         return cls(**given, rest=rest, absent=frozenset(absent), order=tuple(data))
 
     def to_json(self) -> dict[str, Any]:
@@ -184,6 +192,8 @@ class SutStats(Section):
     """``extra.sut_stats.<test>``: the SUT's own accounting (sut=openai's token counts, sut=hf's
     speculative decoding); the keys readers use are typed, the rest is in ``rest``."""
 
+    _SUT_OWNED: ClassVar[bool] = True
+
     token_count_source: str | None = None
     token_counts_approximate: bool | None = None
     output_token_ids: str | None = None  # server, re-tokenized, mixed
@@ -197,6 +207,8 @@ class SutStats(Section):
 @dataclass(frozen=True)
 class ModelInfo(Section):
     """``extra.model``: the model the SUT loaded (sut=hf)."""
+
+    _SUT_OWNED: ClassVar[bool] = True
 
     path: str | None = None
     architecture: str | None = None

@@ -147,8 +147,9 @@ class RunResult:
         """A results.json object (any schema version up to :data:`SCHEMA_VERSION`) as a RunResult.
 
         A key the object lacks reads as its field's default, else as empty (None, "", 0, False, (),
-        an empty section): files written before a key existed load. ResultsError, naming ``where``
-        and the key, for a newer schema version or a key of the wrong type."""
+        an empty section): files written before a key existed load. A top-level key this harness
+        does not know is left out (a section keeps its own in ``rest``). ResultsError, naming
+        ``where`` and the key, for a newer schema version or a key of the wrong type."""
         if not isinstance(data, Mapping):
             raise ResultsError(f"{where}: expected a JSON object, got {kind(data)}")
         version = data.get("schema_version", 0)

@@ -204,8 +204,8 @@ def test_a_newer_schema_version_is_refused_in_one_line_naming_the_file(tmp_path)
     ({"errors": "3"}, "errors", "expected a number, got a string"),
     ({"dataset": [1]}, "dataset", "expected an object, got a list"),
     ({"ttft_ms": {"p50": 1.0}}, "ttft_ms", "no key 'p90'"),
-    ({"extra": {"sut_stats": {"performance": {"token_counts_approximate": "yes"}}}},
-     "extra.sut_stats.performance.token_counts_approximate", "expected a boolean, got a string"),
+    ({"extra": {"compliance": {"TEST06": {"passed": "yes"}}}}, "extra.compliance.TEST06.passed",
+     "expected a boolean, got a string"),
     ({"schema_version": "1"}, "schema_version", "expected a whole number"),
 ])
 def test_a_malformed_file_names_the_file_and_the_key(tmp_path, change, key, problem):
@@ -233,3 +233,17 @@ def test_keys_a_file_lacks_read_as_empty_and_keys_it_adds_are_kept_in_sections()
     assert result.errors == 0 and result.accuracy is None and result.ttft_ms is None and result.invalid_reasons == ()
     assert result.extra.rest == {"new_counter": {"a": 1}} and result.extra.to_json() == {"new_counter": {"a": 1}}
     assert result.dataset.samples == 3 and result.dataset.to_json() == {"samples": 3, "new": "x"}
+
+
+def test_a_sut_adapters_own_figures_of_another_type_are_kept_not_refused():
+    """sut_stats and model come from SUT adapters, third parties' included: an unexpected type never fails a run."""
+    extra = {"sut_stats": {"performance": {"output_token_ids": True, "token_counts_approximate": False, "n": 7}},
+             "model": {"parameters": "8B", "fingerprint": "ab"}}
+    odd = RunResult(**{**{f: getattr(_shape("offline", "performance"), f) for f in RunResult.__dataclass_fields__},
+                       "extra": extra})
+    loaded = RunResult.from_dict(odd.to_json())
+    assert loaded == odd and loaded.to_json()["extra"] == extra
+    perf = loaded.extra.sut_stats["performance"]
+    assert perf.output_token_ids is None and perf.rest["output_token_ids"] is True
+    assert perf.token_counts_approximate is False and perf.rest["n"] == 7
+    assert loaded.extra.model.parameters is None and loaded.extra.model.fingerprint == "ab"
