@@ -101,12 +101,16 @@ def _plain_dataclass(cls: type, value: Any, where: str) -> Any:
     return cls(**given)
 
 
+def _default(f: dataclasses.Field) -> Any:
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+
 @dataclass(frozen=True)
 class Section(Mapping[str, Any]):
     """A typed part of results.json: its fields are the well-known keys (same names), ``rest``
-    holds the keys it does not type as written, ``absent`` the well-known keys the JSON lacked (so
-    writing it back gives the same JSON). Read-only ``section["key"]`` reads the JSON form, as
-    scripts written against the plain dicts did."""
+    holds the keys it does not type as written, ``absent`` the well-known keys the JSON lacked (left
+    out when written while they hold their default, so the same JSON is written back). Read-only
+    ``section["key"]`` reads the JSON form, as scripts written against the plain dicts did."""
 
     rest: Mapping[str, Any] = field(default_factory=dict, kw_only=True, repr=False)
     absent: frozenset[str] = field(default_factory=frozenset, kw_only=True, repr=False)
@@ -137,7 +141,7 @@ class Section(Mapping[str, Any]):
 
     def to_json(self) -> dict[str, Any]:
         out = {f.name: json_form(getattr(self, f.name)) for f in dataclasses.fields(self)
-               if f.name not in self._OWN and f.name not in self.absent}
+               if f.name not in self._OWN and not (f.name in self.absent and getattr(self, f.name) == _default(f))}
         out |= {k: v for k, v in self.rest.items() if k not in out}
         return {k: out[k] for k in (*[k for k in self.order if k in out], *out)}
 

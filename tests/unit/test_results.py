@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -247,3 +248,11 @@ def test_a_sut_adapters_own_figures_of_another_type_are_kept_not_refused():
     assert perf.output_token_ids is None and perf.rest["output_token_ids"] is True
     assert perf.token_counts_approximate is False and perf.rest["n"] == 7
     assert loaded.extra.model.parameters is None and loaded.extra.model.fingerprint == "ab"
+
+
+def test_a_section_changed_after_loading_writes_the_change():
+    loaded = Accuracy.from_dict({"scores": {"rouge1": 1.5}})
+    assert loaded.to_json() == {"scores": {"rouge1": 1.5}}
+    changed = dataclasses.replace(loaded, verdict="PASS")
+    assert changed.to_json() == {"scores": {"rouge1": 1.5}, "verdict": "PASS"}
+    assert Accuracy(verdict="FAIL").to_json()["checks"] == []  # built in code: every key written
