@@ -21,9 +21,12 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.errors import AccuracyError, HarnessError, TrackingError
+
+if TYPE_CHECKING:
+    from harness.results import RunResult
 
 log = logging.getLogger("harness.audit")
 
@@ -98,7 +101,7 @@ def audit_run(run_dir: Path, *, dataset_path: str | None = None, target: float |
 
     recorded = _recorded(run_dir)
     problems: list[str] = []
-    fingerprint = recorded.get("dataset", {}).get("fingerprint")
+    fingerprint = recorded.dataset.fingerprint if recorded is not None else None
     if fingerprint and fingerprint != dataset.fingerprint:
         raise AccuracyError(f"dataset {dataset.source} differs from the one the run used (fingerprint "
                             f"{dataset.fingerprint[:12]} != {fingerprint[:12]}); pass --dataset-path")
@@ -116,7 +119,7 @@ def audit_run(run_dir: Path, *, dataset_path: str | None = None, target: float |
     compliance = verify_accuracy_log(log_path, tokenizer.eos_token_id, scenario=config.scenario.loadgen_scenario)
     if not compliance.passed:
         problems.append("compliance: " + "; ".join(compliance.lines()[:3]))
-    before = (recorded.get("accuracy") or {}).get("scores")
+    before = recorded.accuracy.scores if recorded is not None and recorded.accuracy is not None else None
     if before:
         changed = {k: (before.get(k), v) for k, v in accuracy["scores"].items() if before.get(k) != v}
         if changed:
@@ -135,11 +138,14 @@ def audit_run(run_dir: Path, *, dataset_path: str | None = None, target: float |
     return audit
 
 
-def _recorded(run_dir: Path) -> dict[str, Any]:
+def _recorded(run_dir: Path) -> RunResult | None:
+    """The run's results.json (None when it has none: a run that ended before writing it)."""
+    from harness.results import ResultsMissing, RunResult
+
     try:
-        return json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
+        return RunResult.load(run_dir)
+    except ResultsMissing:
+        return None
 
 
 def _recorded_hash(path: Path) -> str | None:
@@ -194,10 +200,11 @@ def _retokenized(path: Path) -> str | None:
     run_dir = _run_dir_of(path)
     if run_dir is None:
         return None
-    stats = ((_recorded(run_dir).get("extra") or {}).get("sut_stats") or {}).get("accuracy") or {}
-    ids = stats.get("output_token_ids")
+    recorded = _recorded(run_dir)
+    stats = recorded.extra.sut_stats.get("accuracy") if recorded is not None else None
+    ids = stats.output_token_ids if stats is not None else None
     if ids in ("re-tokenized", "mixed"):
-        by = stats.get("retokenizer") or "the client's tokenizer"
+        by = stats.retokenizer or "the client's tokenizer"
         return (f"{run_dir} holds {'some of ' if ids == 'mixed' else ''}the server's text re-tokenized by the "
                 f"{by}, not the model's own ids")
     return None

@@ -126,15 +126,14 @@ def _job(cfg) -> JobReport:
 def _report(job: JobInfo, config, env, outcome: Outcome, redactor) -> JobReport:
     from harness.tracking.schema import metrics, validity
 
-    results = outcome.result.to_json() if outcome.result is not None else None
-    error = outcome.error
+    result, error = outcome.result, outcome.error
     return JobReport(job.overrides, run_status(error), exit_code(error), num=job.job_num,
                      host=(env.get("os") or {}).get("hostname"), started=outcome.span[0] if outcome.span else None,
                      ended=outcome.span[1] if outcome.span else None, run_id=outcome.run_id,
                      run_dir=str(job.output_dir), scenario=config.scenario.name, sut=config.sut.name,
-                     mode=config.mode, verdict=validity(results) if results else None,
-                     accuracy=((results or {}).get("accuracy") or {}).get("verdict"),
-                     metrics=metrics(results or {}),
+                     mode=config.mode, verdict=validity(result) if result is not None else None,
+                     accuracy=result.accuracy.verdict if result is not None and result.accuracy is not None else None,
+                     metrics=metrics(result) if result is not None else {},
                      error=redactor.text(f"{type(error).__name__}: {error}") if error is not None else None)
 
 

@@ -418,5 +418,5 @@ def check_result(result: RunResult, fail_on_invalid: bool) -> None:
                        f"see {result.output_dir}")
     if fail_on_invalid and result.verdict in ("INVALID", "BEHIND"):
         raise ResultError(f"result {result.verdict} ({'; '.join(result.invalid_reasons)}) and fail_on_invalid=true")
-    if fail_on_invalid and result.accuracy and result.accuracy.get("verdict") == "FAIL":
-        raise ResultError(f"accuracy FAIL ({'; '.join(result.accuracy['failed'])}) and fail_on_invalid=true")
+    if fail_on_invalid and result.accuracy is not None and result.accuracy.verdict == "FAIL":
+        raise ResultError(f"accuracy FAIL ({'; '.join(result.accuracy.failed)}) and fail_on_invalid=true")

@@ -13,7 +13,6 @@ Mixtral's MBXP) is not judged: the verdict is then INCOMPLETE, never PASS.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -62,17 +61,20 @@ def reference_scores(benchmark: BenchmarkConfig) -> tuple[dict[str, float], str]
     if not benchmark.accuracy_reference_run:
         refs = {k: float(v) for k, v in benchmark.accuracy_reference.items() if v is not None}
         return refs, f"benchmark {benchmark.name}"
+    from harness.results import RESULTS_FILE, ResultsError, ResultsMissing, RunResult  # results imports Check
+
     path = Path(benchmark.accuracy_reference_run).expanduser()
-    results = path / "results.json" if path.is_dir() else path
+    results = path / RESULTS_FILE if path.is_dir() else path
     try:
-        data = json.loads(results.read_text(encoding="utf-8"))
-        scores = data["accuracy"]["scores"]
-    except FileNotFoundError as exc:
+        accuracy = RunResult.load(results).accuracy
+    except ResultsMissing as exc:
         raise AccuracyError(f"benchmark.accuracy_reference_run: {results} not found") from exc
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except ResultsError as exc:
+        raise AccuracyError(f"benchmark.accuracy_reference_run: {exc}") from exc
+    if accuracy is None or "scores" in accuracy.absent:
         raise AccuracyError(f"benchmark.accuracy_reference_run: {results} has no accuracy scores "
-                            f"(was it an accuracy or submission run?)") from exc
-    refs = {k: float(v) for k, v in scores.items() if k.startswith("rouge")}
+                            f"(was it an accuracy or submission run?)")
+    refs = {k: float(v) for k, v in accuracy.scores.items() if k.startswith("rouge")}
     return refs, f"run {results.parent}"
 
 

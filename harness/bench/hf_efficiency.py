@@ -156,7 +156,7 @@ def harness_run(config: HarnessConfig, outdir: Path) -> Measured:
     switches = children_switches() - before
     if result.errors or not result.tokens_per_second or not result.samples_per_second:
         raise RuntimeError(f"{config.scenario.name} run failed: {result.error_messages}")
-    issued = result.extra["samples_issued"]["performance"]
+    issued = result.extra.samples_issued["performance"]
     tokens = round(result.tokens_per_second * issued / result.samples_per_second)
     return Measured(result.tokens_per_second, tokens, switches / tokens, result.samples_per_second,
                     bool(result.valid))

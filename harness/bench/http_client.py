@@ -50,14 +50,16 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from harness.bench.reference_clients import CLIENTS, ClientRun, match, pin, run
 from harness.bench.tls import LoopbackCertificates, make_certificates
+from harness.results import RunResult
 from harness.sut import SUTContext
 from harness.sut.base import Sample
 from harness.sut.openai.adapter import OpenAIParams, OpenAISUT
@@ -251,20 +253,25 @@ def loadgen_fidelity(qps: float, *, placement: Placement, out: Path, duration_s:
     result_file = out / "run" / "results.json"
     if rc != 0 and not result_file.is_file():
         raise SystemExit(f"loadgen: the harness run failed (exit {rc}); see {out / 'harness.log'}")
-    return loadgen_errors(json.loads(result_file.read_text()), records, qps=qps, placement=str(placement))
+    return loadgen_errors(RunResult.load(result_file), records, qps=qps, placement=str(placement))
 
 
-def loadgen_errors(result: dict, records: list[dict], *, qps: float, placement: str) -> dict:
-    """LoadGen's TTFT/TPOT p50 and p99 (results.json, ms) minus the stub records' (seconds)."""
+def loadgen_errors(result: RunResult | Mapping[str, Any], records: list[dict], *, qps: float,
+                   placement: str) -> dict:
+    """LoadGen's TTFT/TPOT p50 and p99 (the run's result, ms) minus the stub records' (seconds)."""
+    if not isinstance(result, RunResult):
+        result = RunResult.from_dict(result, "results")
     server = {"ttft": [r["first"] - r["arrival"] for r in records],
               "tpot": [(r["last"] - r["first"]) / (r["tokens"] - 1) for r in records if r["tokens"] > 1]}
-    out = {"qps": qps, "placement": placement, "requests": len(records), "errors": result.get("errors"),
-           "valid": result.get("valid")}
+    out = {"qps": qps, "placement": placement, "requests": len(records), "errors": result.errors,
+           "valid": result.valid}
     for metric in ("ttft", "tpot"):
-        loadgen = result.get(f"{metric}_ms") or {}
+        loadgen = getattr(result, f"{metric}_ms")
         truth = {q: float(np.percentile(server[metric], int(q[1:])) * 1000) if server[metric] else float("nan")
                  for q in ("p50", "p99")}
-        out[f"{metric}_err_ms"] = {q: loadgen[q] - truth[q] if q in loadgen else float("nan") for q in truth}
+        measured = {q: getattr(loadgen, q) if loadgen is not None else None for q in truth}
+        out[f"{metric}_err_ms"] = {q: measured[q] - truth[q] if measured[q] is not None else float("nan")
+                                   for q in truth}
         out[f"{metric}_server_ms"] = truth
     return out
 

@@ -110,13 +110,14 @@ def probe_from(n: int, step: Step, qps: float, result: RunResult, detail: Detail
         closest = headroom(result.ttft_ms, result.tpot_ms, result.latency_limits)
         limits: tuple[Reason, ...] = (closest,) if closest is not None else ()
     else:
-        limits = tuple(Reason(**r) for r in result.verdict_reasons) or (Reason("other", verdict),)
-    pace = result.pace or {}
+        limits = result.verdict_reasons or (Reason("other", verdict),)
+    pace = result.pace
+    completed = pace.completed_qps if pace is not None else result.samples_per_second
+    scheduled = pace.scheduled_qps if pace is not None else values.get("result_scheduled_samples_per_sec")
     return Probe(n=n, step=step, qps=qps, valid=verdict in ("VALID", "BEHIND"), limits=limits,
                  behind=verdict == "BEHIND", ttft_p99_ms=result.ttft_ms.p99 if result.ttft_ms else None,
                  tpot_p99_ms=result.tpot_ms.p99 if result.tpot_ms else None,
-                 completed_qps=pace.get("completed_qps", result.samples_per_second),
-                 scheduled_qps=pace.get("scheduled_qps", values.get("result_scheduled_samples_per_sec")),
+                 completed_qps=completed, scheduled_qps=scheduled,
                  tokens_per_second=result.tokens_per_second, queries=values.get("result_query_count"),
                  errors=result.errors, seconds=seconds, output_dir=result.output_dir)
 

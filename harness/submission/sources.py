@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import SubmissionError
+from harness.results import RESULTS_FILE, ResultsError, ResultsMissing, RunResult
 
 
 @dataclass(frozen=True)
@@ -15,14 +16,14 @@ class RunSource:
     """What harness-submit reads from one run directory."""
 
     path: Path
-    results: dict[str, Any]
+    results: RunResult
     config: dict[str, Any]
     environment: dict[str, Any] | None  # absent for runs made through the Python API
     mlflow_run_id: str | None = None
 
     @property
     def scenario(self) -> str:
-        return self.results["scenario"]
+        return self.results.scenario
 
     @property
     def label(self) -> str:
@@ -54,5 +55,14 @@ def load_run(ref: str, tracking_uri: str | None = None) -> RunSource:
             raise SubmissionError(f"run directory not found: {path}")
         run_id = resolve_run_id(client(tracking_uri or default_uri()), ref)  # any unique prefix
         path = download_run_dir(run_id, tracking_uri)
-    return RunSource(path=path, results=_json(path / "results.json", True), config=_json(path / "config.json", True),
+    return RunSource(path=path, results=_results(path), config=_json(path / "config.json", True),
                      environment=_json(path / "environment.json", False), mlflow_run_id=run_id)
+
+
+def _results(run_dir: Path) -> RunResult:
+    try:
+        return RunResult.load(run_dir / RESULTS_FILE)
+    except ResultsMissing as exc:
+        raise SubmissionError(f"{exc}: is {run_dir} a harness run directory?") from exc
+    except ResultsError as exc:
+        raise SubmissionError(str(exc)) from exc

@@ -89,23 +89,23 @@ def run_problems(run: RunSource, division: str) -> list[str]:
     from harness.loadgen.logs import parse_detail_log
 
     r, problems = run.results, []
-    if r.get("mode") != "submission":
-        return [f"mode={r.get('mode')} run: a submission needs mode=submission (performance, accuracy, TEST06)"]
-    if r.get("errors") or r.get("loadgen_errors"):
-        problems.append(f"{r.get('errors')} failed samples, {r.get('loadgen_errors')} LoadGen errors")
-    if r.get("valid") is not True:
-        problems.append("performance INVALID: " + "; ".join(r.get("invalid_reasons") or ["no verdict"]))
-    acc = r.get("accuracy") or {}
-    if acc.get("verdict") in ("FAIL", "INCOMPLETE"):
-        problems.append(f"accuracy {acc['verdict']}: " + "; ".join(acc.get("failed", [])))
-    elif not acc:
+    if r.mode != "submission":
+        return [f"mode={r.mode} run: a submission needs mode=submission (performance, accuracy, TEST06)"]
+    if r.errors or r.loadgen_errors:
+        problems.append(f"{r.errors} failed samples, {r.loadgen_errors} LoadGen errors")
+    if r.valid is not True:
+        problems.append("performance INVALID: " + "; ".join(r.invalid_reasons or ["no verdict"]))
+    acc = r.accuracy
+    if acc is not None and acc.verdict in ("FAIL", "INCOMPLETE"):
+        problems.append(f"accuracy {acc.verdict}: " + "; ".join(acc.failed))
+    elif not acc:  # null, or an empty section
         problems.append("no accuracy result")
-    needs_test06 = rules.uses_token_latencies(r.get("model_key", ""))
-    test06 = (r.get("extra") or {}).get("compliance", {}).get("TEST06")
+    needs_test06 = rules.uses_token_latencies(r.model_key)
+    test06 = r.extra.compliance.get("TEST06")
     if needs_test06 and test06 is None:
         problems.append("no TEST06 compliance run (rerun with run.compliance=true, or benchmark.official=true)")
-    elif test06 is not None and not test06.get("passed"):
-        problems.append("TEST06 failed: " + "; ".join(test06.get("lines", [])))
+    elif test06 is not None and not test06.passed:
+        problems.append("TEST06 failed: " + "; ".join(test06.lines))
     for f in ("performance/mlperf_log_detail.txt", "accuracy/mlperf_log_accuracy.json", "user.conf"):
         if not (run.path / f).is_file():
             problems.append(f"{f} missing")
@@ -143,19 +143,18 @@ def round_problems(run: RunSource, benchmark: str, division: str, system_type: s
 def _run_facts(run: RunSource) -> dict[str, Any]:
     from harness.results import approximate_token_tests
 
-    bench = run.config.get("benchmark") or {}
-    return {"official": run.results.get("official"), "model_key": run.results.get("model_key"),
-            "dataset_samples": (run.results.get("dataset") or {}).get("samples"),
+    bench, r = run.config.get("benchmark") or {}, run.results
+    return {"official": r.official, "model_key": r.model_key, "dataset_samples": r.dataset.samples,
             "official_sample_count": bench.get("official_sample_count"),
-            "approximate_token_tests": approximate_token_tests(run.results.get("extra") or {})}
+            "approximate_token_tests": approximate_token_tests(r.extra)}
 
 
 def _judged_benchmark(run: RunSource) -> dict[str, Any]:
     """The run's benchmark config with its reference scores resolved (a reference run is not in the tree)."""
     bench = dict(run.config.get("benchmark") or {})
     if bench.get("accuracy_reference_run"):
-        checks = (run.results.get("accuracy") or {}).get("checks", [])
-        bench["accuracy_reference"] = {c["metric"]: c["reference"] for c in checks if c["metric"].startswith("rouge")}
+        checks = run.results.accuracy.checks if run.results.accuracy is not None else ()
+        bench["accuracy_reference"] = {c.metric: c.reference for c in checks if c.metric.startswith("rouge")}
         bench["accuracy_reference_run"] = None
     return bench
 
@@ -177,19 +176,19 @@ def _readme(run: RunSource, planned: Planned, division: str) -> str:
     env = run.environment or {}
     harness = env.get("harness") or {}
     rerun = (env.get("command") or {}).get("rerun")
-    settings = "official settings (mlperf.conf unchanged)" if run.results.get("official") else \
+    r = run.results
+    settings = "official settings (mlperf.conf unchanged)" if r.official else \
         "quick settings (shortened; open division only)"
     return "\n".join([
         f"# {planned.benchmark} {planned.dest.name} ({division})", "",
-        f"Measured with harness {harness.get('version', run.results.get('harness_version'))}"
+        f"Measured with harness {harness.get('version', r.harness_version)}"
         f" (git {harness.get('git_commit') or 'unknown'}{', uncommitted changes' if harness.get('git_dirty') else ''}),"
-        f" MLPerf LoadGen {run.results.get('loadgen_version')}, {settings}.", "",
+        f" MLPerf LoadGen {r.loadgen_version}, {settings}.", "",
         "## Reproduce", "", "```bash",
         rerun or "# no environment.json in the run directory: the exact command was not recorded",
         "```", "",
-        f"Source run: `{run.label}`; scenario `{run.scenario}`, SUT `{run.results.get('sut')}`, "
-        f"dataset {(run.results.get('dataset') or {}).get('samples')} samples "
-        f"(sha256 {((run.results.get('dataset') or {}).get('fingerprint') or '')[:16]}).", ""])
+        f"Source run: `{run.label}`; scenario `{run.scenario}`, SUT `{r.sut}`, "
+        f"dataset {r.dataset.samples} samples (sha256 {(r.dataset.fingerprint or '')[:16]}).", ""])
 
 
 def write_result(run: RunSource, planned: Planned, division: str) -> None:
@@ -214,7 +213,7 @@ def write_result(run: RunSource, planned: Planned, division: str) -> None:
     rnd = run_round(run)
     manifest = {
         "source_run": str(run.path.resolve()), "mlflow_run_id": run.mlflow_run_id,
-        "harness_version": run.results.get("harness_version"), "git_commit": env_harness.get("git_commit"),
+        "harness_version": run.results.harness_version, "git_commit": env_harness.get("git_commit"),
         "scenario": run.scenario, "round": rnd.name if rnd else None, **_run_facts(run),
         "benchmark": _judged_benchmark(run),
         "accuracy_log": {"sha256": accuracy_log.sha256(full_log), "bytes": full_log.stat().st_size,
@@ -252,7 +251,7 @@ def missing_scenario_notes(tree: layout.Tree, system_id: str, plan: Sequence[Pla
 
 def _version(run: RunSource) -> str:
     h = (run.environment or {}).get("harness") or {}
-    return f"harness {h.get('version') or run.results.get('harness_version')} at git {h.get('git_commit') or 'unknown'}"
+    return f"harness {h.get('version') or run.results.harness_version} at git {h.get('git_commit') or 'unknown'}"
 
 
 def write_src(tree: layout.Tree, runs: Sequence[RunSource]) -> None:
@@ -287,10 +286,10 @@ def submit(refs: Sequence[str], *, submitter: str, division: str, system_id: str
         why += closed_round
         if why:
             hint = " Quick runs may only go to the open division (--division open)." \
-                if division == "closed" and not run.results.get("official") else ""
+                if division == "closed" and not run.results.official else ""
             problems.append(f"{run.label} cannot go to the {division} division: {'; '.join(why)}.{hint}")
             continue
-        if not run.results.get("official"):
+        if not run.results.official:
             notes.append(f"{run.label}: quick settings, open division only")
         if open_warning:
             notes.append(open_warning)

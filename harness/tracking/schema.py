@@ -3,7 +3,8 @@
 Metric names are a contract (``harness-compare``, dashboards and CI gates read them), so they
 are listed once here, with units and direction, and never renamed; a new metric is added, an old
 one kept. ``METRIC_SCHEMA`` is logged as a tag so readers can tell versions apart. All values
-come from ``results.json`` (LoadGen's logs and the accuracy scores), never from MLflow itself.
+come from the run's :class:`~harness.results.RunResult` (``results.json``: LoadGen's logs and the
+accuracy scores), never from MLflow itself.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from harness.results import RunResult, Section
 
 METRIC_SCHEMA = "1"
 # MLflow's limits: param values of at most 6000 characters, keys of at most 250.
@@ -25,7 +28,7 @@ class Metric:
     name: str
     unit: str
     better: Literal["higher", "lower"] | None
-    path: tuple[str, ...]  # keys into results.json
+    path: tuple[str, ...]  # keys into results.json: the RunResult's fields and its sections' keys
     description: str
 
 
@@ -89,17 +92,28 @@ METRICS_BY_NAME = {m.name: m for m in METRICS}
 
 def _get(data: Any, path: tuple[str, ...]) -> Any:
     for key in path:
-        if not isinstance(data, Mapping):
+        if isinstance(data, Section):
+            data = getattr(data, key) if key in data.__dataclass_fields__ else data.rest.get(key)
+        elif isinstance(data, Mapping):
+            data = data.get(key)
+        elif data is not None and hasattr(data, "__dataclass_fields__"):  # RunResult, Percentiles
+            data = getattr(data, key, None)
+        else:
             return None
-        data = data.get(key)
     return data
 
 
-def metrics(results: Mapping[str, Any]) -> dict[str, float]:
-    """The schema's metrics present in a results.json mapping (absent or null ones are left out)."""
+def typed(results: RunResult | Mapping[str, Any]) -> RunResult:
+    """A RunResult, or a results.json mapping loaded as one."""
+    return results if isinstance(results, RunResult) else RunResult.from_dict(results, "results")
+
+
+def metrics(results: RunResult | Mapping[str, Any]) -> dict[str, float]:
+    """The schema's metrics present in a run's result (absent or null ones are left out)."""
+    result = typed(results)
     found = {}
     for metric in METRICS:
-        value = _get(results, metric.path)
+        value = _get(result, metric.path)
         if isinstance(value, bool):
             value = float(value)
         if isinstance(value, (int, float)):
@@ -120,32 +134,31 @@ def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     return flat
 
 
-def model_fingerprint(results: Mapping[str, Any]) -> str | None:
-    """The model's fingerprint when the run recorded one: ``model.fingerprint`` or
-    ``extra.model.fingerprint`` in results.json (sut=hf reports one)."""
-    for path in (("model", "fingerprint"), ("extra", "model", "fingerprint")):
-        value = _get(results, path)
-        if isinstance(value, str) and value:
-            return value
-    return None
+def model_fingerprint(results: RunResult | Mapping[str, Any]) -> str | None:
+    """The model's fingerprint when the run recorded one (``extra.model.fingerprint`` in
+    results.json: sut=hf reports one)."""
+    model = typed(results).extra.model
+    return model.fingerprint if model is not None and model.fingerprint else None
 
 
-def validity(results: Mapping[str, Any]) -> str:
-    """The harness's verdict of a results.json: VALID, INVALID, BEHIND, FAILED or none. Results written
+def validity(results: RunResult | Mapping[str, Any]) -> str:
+    """The harness's verdict of a run: VALID, INVALID, BEHIND, FAILED or none. Results written
     before the verdict existed carry only ``valid`` (LoadGen's) and ``errors``."""
-    if results.get("verdict"):
-        return str(results["verdict"])
-    if results.get("errors"):
+    result = typed(results)
+    if result.verdict:
+        return result.verdict
+    if result.errors:
         return "FAILED"
-    valid = results.get("valid")
-    return "none" if valid is None else ("VALID" if valid else "INVALID")
+    return "none" if result.valid is None else ("VALID" if result.valid else "INVALID")
 
 
-def tags(config: Mapping[str, Any], results: Mapping[str, Any] | None, env: Mapping[str, Any]) -> dict[str, str]:
+def tags(config: Mapping[str, Any], results: RunResult | Mapping[str, Any] | None,
+         env: Mapping[str, Any]) -> dict[str, str]:
     """What ran, on what, with which code: the run's tags (only known values are set).
 
-    ``config`` is the plain config dict; ``results`` the results.json mapping, or None when the
-    run failed before writing one; ``env`` the environment capture.
+    ``config`` is the plain config dict; ``results`` the run's result (a RunResult or its
+    results.json mapping), or None when the run failed before writing one; ``env`` the environment
+    capture.
     """
     harness = env.get("harness", {})
     found: dict[str, Any] = {
@@ -163,11 +176,12 @@ def tags(config: Mapping[str, Any], results: Mapping[str, Any] | None, env: Mapp
         "metric_schema": METRIC_SCHEMA,
     }
     if results is not None:
+        result = typed(results)
         found |= {
-            "validity": validity(results),
-            "accuracy_verdict": _get(results, ("accuracy", "verdict")) or "none",
-            "loadgen_version": results.get("loadgen_version") or found["loadgen_version"],
-            "dataset_fingerprint": _get(results, ("dataset", "fingerprint")),
-            "model_fingerprint": model_fingerprint(results),
+            "validity": validity(result),
+            "accuracy_verdict": (result.accuracy.verdict if result.accuracy is not None else None) or "none",
+            "loadgen_version": result.loadgen_version or found["loadgen_version"],
+            "dataset_fingerprint": result.dataset.fingerprint,
+            "model_fingerprint": model_fingerprint(result),
         }
     return {k: (json.dumps(v) if isinstance(v, bool) else str(v)) for k, v in found.items() if v is not None}

@@ -26,7 +26,7 @@ from typing import Any
 from harness.config import HarnessConfig, TrackingConfig, to_dict
 from harness.errors import ConfigError, TrackingError
 from harness.redact import Redactor
-from harness.results import RESULTS_FILE, RunResult
+from harness.results import RESULTS_FILE, ResultsError, ResultsMissing, RunResult
 from harness.rounds.jobs import ROUND_TABLE, timestamp
 from harness.tracking import schema
 from harness.tracking.store import Store, shown, ui_link
@@ -127,7 +127,7 @@ class TrackingSession:
         nothing was closed."""
         if run is None:
             return None
-        results = result.to_json() if result is not None else _read_results(run.job.output_dir)
+        results = result if result is not None else _read_results(run.job.output_dir)
         status = run_status(error)
         run_tags = schema.tags(run.config, results, run.env)
         run_tags["exit_code"] = str(exit_code(error))
@@ -136,7 +136,7 @@ class TrackingSession:
         if error is not None:
             run_tags["error"] = f"{type(error).__name__}: {error}"[:5000]
         try:
-            run.store.log(run.run_id, metrics=schema.metrics(results or {}),
+            run.store.log(run.run_id, metrics=schema.metrics(results) if results is not None else {},
                           tags=_clean_tags(run_tags, run.redactor))
             run.store.log_dir(run.run_id, run.job.output_dir, run.redactor)
             run.store.end(run.run_id, status)
@@ -361,9 +361,12 @@ def _clean_tags(tags: Mapping[str, Any], redactor: Redactor) -> dict[str, str]:
     return out
 
 
-def _read_results(output_dir: Path) -> dict[str, Any] | None:
-    """results.json of a run that ended with an error after writing it, if it did."""
+def _read_results(output_dir: Path) -> RunResult | None:
+    """The result of a run that ended with an error after writing results.json, if it did."""
     try:
-        return json.loads((output_dir / RESULTS_FILE).read_text())
-    except (OSError, ValueError):
+        return RunResult.load(output_dir / RESULTS_FILE)
+    except ResultsMissing:
+        return None
+    except ResultsError as exc:
+        log.warning("tracking: %s: the MLflow run gets no metrics from it", exc)
         return None

@@ -90,3 +90,14 @@ def test_reference_run_supplies_the_reference_scores(tmp_path):
     (tmp_path / "results.json").write_text(json.dumps({"accuracy": None}))
     with pytest.raises(AccuracyError, match="no accuracy scores"):
         judge({}, bench, 3)
+
+
+def test_a_reference_run_the_harness_cannot_read_is_named_with_its_file(tmp_path):
+    bench = BenchmarkConfig(name="s", model_key="m", submission_name="s", accuracy_reference_run=str(tmp_path))
+    (tmp_path / "results.json").write_text(json.dumps({"schema_version": 99, "accuracy": {"scores": {"rouge1": 1}}}))
+    with pytest.raises(AccuracyError, match=f"accuracy_reference_run: {tmp_path / 'results.json'}: written with "
+                                            "results schema_version 99"):
+        judge({}, bench, 3)
+    (tmp_path / "results.json").write_text(json.dumps({"accuracy": {"scores": {"rouge1": "50"}}}))
+    with pytest.raises(AccuracyError, match=r"results.json: accuracy.scores.rouge1: expected a number"):
+        judge({}, bench, 3)

@@ -90,3 +90,16 @@ def test_validity_of_results_written_before_the_verdict_existed():
     assert schema.validity(old) == "VALID"
     assert schema.validity({**old, "errors": 3}) == "FAILED"
     assert schema.validity({**old, "valid": False}) == "INVALID" and schema.validity({**old, "valid": None}) == "none"
+
+
+def test_a_result_and_its_json_give_the_same_metrics_and_tags():
+    from pathlib import Path
+
+    old = Path(__file__).resolve().parents[2] / "data" / "results_v0" / "offline_submission_hf_test06.json"
+    config = to_dict(compose(["sut=hf"]))
+    for result in (_result(accuracy={"scores": {"rouge1": 38.8}, "verdict": "PASS"}), RunResult.load(old)):
+        assert schema.metrics(result) == schema.metrics(result.to_json())
+        assert schema.tags(config, result, ENV) == schema.tags(config, result.to_json(), ENV)
+    found, tags = schema.metrics(result), schema.tags(config, result, ENV)  # the file written before schema_version
+    assert found["roofline_bw_util"] == result.roofline.decode.bandwidth_utilization and found["rouge1"] > 0
+    assert tags["model_fingerprint"] == result.extra.model.fingerprint and tags["validity"] == "VALID"
