@@ -209,8 +209,9 @@ class SutStats(Section):
 
 
 @dataclass(frozen=True)
-class ModelInfo(Section):
-    """``extra.model``: the model the SUT loaded (sut=hf)."""
+class ModelRecord(Section):
+    """``extra.model`` as stored: what :class:`harness.sut.base.ModelInfo` (the SUT's own
+    description) wrote, read back tolerantly (a third party's SUT may write less or more)."""
 
     _SUT_OWNED: ClassVar[bool] = True
 
@@ -252,7 +253,7 @@ class Extra(Section):
     loadgen_reasons: tuple[str, ...] = ()  # LoadGen's own words when it said INVALID
     compliance: Mapping[str, Compliance] = field(default_factory=dict)  # TEST06
     sut_stats: Mapping[str, SutStats] = field(default_factory=dict)  # per test
-    model: ModelInfo | None = None
+    model: ModelRecord | None = None
     inputs_cut: InputsCut | None = None
     failed_run_figures: Figures | None = None
 

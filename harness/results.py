@@ -40,7 +40,7 @@ from harness.result_sections import (
     Extra,
     Figures,
     InputsCut,
-    ModelInfo,
+    ModelRecord,
     PaceFigures,
     ResultsError,
     ResultsMissing,
@@ -57,7 +57,7 @@ from harness.result_sections import (
 from harness.verdict import Reason, Verdict
 
 __all__ = ["RESULTS_FILE", "SCHEMA_VERSION", "Accuracy", "Compliance", "ComputeFigures", "DatasetInfo",
-           "DecodeFigures", "Extra", "Figures", "InputsCut", "ModelInfo", "PaceFigures", "ResultsError",
+           "DecodeFigures", "Extra", "Figures", "InputsCut", "ModelRecord", "PaceFigures", "ResultsError",
            "ResultsMissing", "RooflineFigures", "RooflineModel", "RooflinePeaks", "RunResult", "Section", "SutStats",
            "accuracy_lines", "approximate_token_tests", "roofline_line", "summary", "verdict_lines"]
 

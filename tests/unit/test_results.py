@@ -18,7 +18,7 @@ from harness.results import (
     DatasetInfo,
     Extra,
     Figures,
-    ModelInfo,
+    ModelRecord,
     PaceFigures,
     ResultsError,
     ResultsMissing,
@@ -76,7 +76,7 @@ def test_an_old_submission_file_of_sut_hf_reads_every_section_typed():
     test06 = result.extra.compliance["TEST06"]
     assert test06.passed is True and test06.entries == 100
     model = result.extra.model
-    assert isinstance(model, ModelInfo) and model.architecture == "LlamaForCausalLM"
+    assert isinstance(model, ModelRecord) and model.architecture == "LlamaForCausalLM"
     assert model.fingerprint == raw["extra"]["model"]["fingerprint"] and model.weight_bytes == 1780992
     assert result.extra.inputs_cut.of == 32 and result.extra.inputs_cut.samples == 0
     roof = result.roofline
