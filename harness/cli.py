@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness import offline
 from harness.config import CONF_DIR, hydra_error_message, quote_null_sut, register_resolvers, register_scenarios
 from harness.errors import ConfigError, HarnessError, Interrupted
 from harness.progress import Display
@@ -300,6 +301,7 @@ def _unwritable_output_dir(argv: list[str]) -> str | None:
 
 def main() -> None:
     """``harness``: run a benchmark (``-m`` for a round of runs, through the round sweeper)."""
+    offline.enforce()  # before anything imports a Hugging Face library
     stopped = run_hydra("config", _job)
     if stopped is not None:
         line, code = interrupted_line(stopped)

@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness import offline
 from harness.errors import HarnessError, TrackingError
 from harness.tracking import schema
 
@@ -294,6 +295,7 @@ exit codes: 0 ok; 1 a gated metric regressed beyond the threshold (or a run FAIL
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    offline.enforce()  # before anything imports a Hugging Face library
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)

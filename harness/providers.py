@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness import offline
 from harness.config import TrackingConfig, bounded, build_dataclass
 from harness.errors import ConfigError, HarnessError
 
@@ -212,6 +213,7 @@ def load(argv: Sequence[str]) -> ProvidersConfig:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    offline.enforce()  # before anything imports a Hugging Face library
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         sys.stdout.write(f"{__doc__}\n{EXAMPLE}\n")

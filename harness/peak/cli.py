@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from harness import offline
 from harness.cli import hydra_files, interrupted_line, log_to_file, run_hydra, tracked_run
 from harness.config import HarnessConfig, LatencyLimits, to_dict
 from harness.errors import HarnessError, ResultError
@@ -233,6 +234,7 @@ def _show(text: str) -> None:
 
 def main() -> None:
     """``harness-peak``: search the highest VALID Server / Interactive target QPS."""
+    offline.enforce()  # before anything imports a Hugging Face library
     stopped = run_hydra("peak", _job)
     if stopped is not None:
         line, code = interrupted_line(stopped)
