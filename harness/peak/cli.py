@@ -159,7 +159,7 @@ def _search(cfg, tracking: TrackingSession) -> int:
     error: BaseException | None = None
     try:
         parent = tracking.start_group(config, search_dir, f"peak {'/'.join(search_dir.parts[-2:])}", tags, env,
-                                       redactor, params)
+                                      redactor, params)
     except HarnessError as exc:  # tracking.required=true and the store cannot be reached
         sys.stderr.write(f"error: {redactor.text(str(exc))}\n")
         log_to_file(redactor.text(str(exc)))
@@ -204,8 +204,8 @@ def _finish(outcome: Outcome, config: HarnessConfig, settings: PeakConfig, limit
     code = error.exit_code if isinstance(error, HarnessError) else (1 if error is not None else 0)
     try:
         parents = tracking.end_rounds(None, failed=error is not None, metrics=report.metrics(outcome),
-                                       files=tuple(files), tags={"peak_status": outcome.status},
-                                       killed=isinstance(error, KeyboardInterrupt))
+                                      files=tuple(files), tags={"peak_status": outcome.status},
+                                      killed=isinstance(error, KeyboardInterrupt))
         if isinstance(error, KeyboardInterrupt):  # run_command prints it with the interruption's line
             error.add_note(f"peak.json kept in {search_dir}")
             for parent in parents:
