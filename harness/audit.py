@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness import offline
 from harness.errors import AccuracyError, HarnessError, TrackingError
 
 if TYPE_CHECKING:
@@ -250,6 +251,7 @@ def _tokenizer(config: Any, dataset: Any) -> Any:
 
 
 def main(argv: list[str] | None = None) -> None:
+    offline.enforce()  # before anything imports a Hugging Face library
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="[%(levelname)s] %(message)s")
     if args.same_tokens_as:

@@ -1,72 +1,102 @@
-"""Command-line entry points (thin): compose the Hydra config and call ``run_benchmark``.
+"""``harness``: the front door. ``harness <command>`` for every tool; without a command, ``harness
+[overrides]`` runs a benchmark (the ``run`` command) exactly as before.
 
-Hydra stops here: the composed DictConfig becomes a plain dict, then frozen dataclasses
-(:func:`harness.config.load_config`). Scenario files live in the top-level ``scenarios/``
-folder and are registered as the ``scenario`` config group at startup.
+Two argument styles, one per kind of command: Hydra overrides (``key=value``, ``group=option``,
+``-m``) for the commands that build runs (run, peak), argparse options for the tools that read,
+serve or compare results. The ``harness-<command>`` scripts are aliases of ``harness <command>``.
+
+The run command's Hydra job is here too: the composed DictConfig becomes a plain dict, then frozen
+dataclasses (:func:`harness.config.load_config`), and :func:`harness.tracking.tracked.tracked_run`
+runs it.
 """
 
 from __future__ import annotations
 
-import contextlib
+import ast
+import importlib
+import importlib.resources
 import logging
 import math
-import os
-import signal
+import pkgutil
 import sys
-import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
-from harness.config import CONF_DIR, hydra_error_message, quote_null_sut, register_resolvers, register_scenarios
-from harness.errors import ConfigError, HarnessError, Interrupted
+from harness import offline
+from harness.errors import ConfigError, HarnessError
+from harness.hydra_app import Jobs, hydra_files, job_info, log_to_file, run_command
 from harness.progress import Display
-from harness.results import RunResult
-from harness.rounds.jobs import JobReport, job_overrides
-from harness.rounds.sweep import round_reports
-from harness.tracking import JobInfo, TrackingSession
+from harness.rounds.jobs import JobReport
+from harness.tracking import JobInfo
 from harness.tracking.session import exit_code, run_status
+from harness.tracking.tracked import Outcome, tracked_run
 
 log = logging.getLogger("harness")
 
-# Exit codes of the jobs of this process: a single run's (a round's come back as JobReports).
-_exit_codes: list[int] = []
-# MLflow runs of this process: one per job (a round's parent is opened by the round sweeper).
-_tracking = TrackingSession()
-
 
 @dataclass(frozen=True)
-class Outcome:
-    """What :func:`tracked_run` gives back: the result (None if the run never produced one), the
-    error that decides the exit code, the MLflow run and when the benchmark ran (epoch s)."""
+class Command:
+    """One ``harness <command>``: the module whose ``main()`` runs it (reading ``sys.argv``), what it
+    does, and its ``harness-<command>`` alias."""
 
-    result: RunResult | None
-    error: HarnessError | None
-    run_id: str | None = None
-    span: tuple[float, float] | None = None
-
-
-def _job_info() -> JobInfo:
-    """This job's directory, overrides and round (Hydra multirun) membership."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    hc = HydraConfig.get()
-    multirun = hc.mode == RunMode.MULTIRUN
-    return JobInfo(output_dir=Path(hc.runtime.output_dir).absolute(), overrides=job_overrides(hc.overrides.task),
-                   round_dir=Path(hc.sweep.dir).absolute() if multirun else None,
-                   job_num=hc.job.num if multirun else None, argv=("harness", *sys.argv[1:]))
+    module: str
+    summary: str
+    alias: str | None = None
 
 
-def hydra_files() -> tuple[str, ...]:
-    """What Hydra writes into the job's directory before the job starts: ``.hydra/`` and the job log."""
-    from hydra.core.hydra_config import HydraConfig
+COMMANDS: dict[str, Command] = {
+    "run": Command("harness.cli", "run a benchmark (the default command): Hydra overrides, -m for a round"),
+    "peak": Command("harness.peak.cli", "the highest Server/Interactive QPS LoadGen reports VALID (Hydra "
+                    "overrides)", "harness-peak"),
+    "audit": Command("harness.audit", "re-score and re-judge a finished run's accuracy", "harness-audit"),
+    "compare": Command("harness.compare", "tracked runs side by side, deltas, a regression gate, a report",
+                       "harness-compare"),
+    "submit": Command("harness.submission.writer", "an MLPerf submission tree from run directories",
+                      "harness-submit"),
+    "check": Command("harness.submission.checker", "check a submission tree against MLPerf's rules",
+                     "harness-check"),
+    "serve": Command("harness.serve", "an OpenAI-compatible server on the in-process SUT", "harness-serve"),
+    "providers": Command("harness.providers", "OpenAI-compatible endpoints side by side (output speed, TTFT)",
+                         "harness-providers"),
+    "bench": Command("harness.cli", "the harness's own benchmarks (harness/bench): list them, or run one"),
+}
 
-    hc = HydraConfig.get()
-    return tuple(name for name in (hc.output_subdir, f"{hc.job.name}.log") if name)
+
+def commands_help() -> str:
+    """What ``harness --help`` says before the run's own help."""
+    width = max(map(len, COMMANDS))
+    lines = ["harness <command> [arguments]: the commands (harness <command> --help for each). Without a",
+             "command, harness [overrides] runs a benchmark (harness run); harness-<command> scripts are aliases.",
+             "", "Commands:"]
+    lines += [f"  {name:<{width}}  {c.summary}" for name, c in COMMANDS.items()]
+    return "\n".join(lines) + "\n\n"
 
 
-def _job(cfg) -> JobReport:
+def main(argv: Sequence[str] | None = None) -> None:
+    """``harness [command] [arguments]``: dispatch to the command; ``run`` when none is named."""
+    offline.enforce()  # before anything imports a Hugging Face library
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] in (["-h"], ["--help"]):
+        sys.stdout.write(commands_help())
+        sys.stdout.flush()
+    name = argv[0] if argv and argv[0] in COMMANDS else "run"
+    args = argv[1:] if argv and argv[0] == name else argv
+    sys.argv = [f"harness {name}" if name != "run" else "harness", *args]  # what the command reads, and its usage lines
+    if name == "run":
+        code = run()
+    elif name == "bench":
+        code = bench(args)
+    else:
+        code = importlib.import_module(COMMANDS[name].module).main()
+    sys.exit(code or 0)
+
+
+def run() -> int:
+    """``harness run``: a benchmark run (``-m``: a round of runs, through the round sweeper)."""
+    return run_command("config", _job)
+
+
+def _job(cfg, jobs: Jobs) -> JobReport:
     """One Hydra job: a complete benchmark run in Hydra's run directory, tracked when asked.
 
     Returns the job's report, which every launcher hands back to the round sweeper."""
@@ -81,7 +111,7 @@ def _job(cfg) -> JobReport:
     from harness.results import summary
     from harness.run import claim_output_dir
 
-    job = _job_info()
+    job = job_info("harness")
     redactor = Redactor.collect()
     try:
         raw = OmegaConf.to_container(cfg, resolve=True)
@@ -98,7 +128,7 @@ def _job(cfg) -> JobReport:
     except HarnessError as exc:
         sys.stderr.write(f"error: {redactor.text(str(exc))}\n")
         log_to_file(redactor.text(str(exc)))
-        _exit_codes.append(exc.exit_code)
+        jobs.exit_codes.append(exc.exit_code)
         return JobReport(job.overrides, "FAILED", exc.exit_code, num=job.job_num, host=platform.node(),
                          run_dir=str(job.output_dir), error=redactor.text(f"{type(exc).__name__}: {exc}"))
 
@@ -110,16 +140,16 @@ def _job(cfg) -> JobReport:
 
     display = Display(enabled=config.run.progress, label=_job_label(job))
     try:
-        outcome = tracked_run(_tracking, config, job, env, redactor, fail_on_invalid=config.fail_on_invalid,
+        outcome = tracked_run(jobs.tracking, config, job, env, redactor, fail_on_invalid=config.fail_on_invalid,
                               on_result=show, display=display)
-    except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM: main() reports it
+    except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM: run_command reports it
         exc.add_note(f"partial results kept in {job.output_dir}")
         raise
     error = outcome.error
     if error is not None:
         sys.stderr.write(f"error: {redactor.text(str(error))}\n")
         log_to_file(redactor.text(str(error)))
-    _exit_codes.append(exit_code(error))
+    jobs.exit_codes.append(exit_code(error))
     return _report(job, config, env, outcome, redactor)
 
 
@@ -156,156 +186,35 @@ def round_size(argv: Sequence[str]) -> int | None:
         return None
 
 
-def tracked_run(tracking: TrackingSession, config, job: JobInfo, env, redactor, *, fail_on_invalid: bool,
-                on_result=None, display: Display | None = None) -> Outcome:
-    """One benchmark run in ``job.output_dir`` with its MLflow run (when tracking is on).
 
-    A bug or Ctrl-C still closes the MLflow run (FAILED / KILLED) and is re-raised. ``on_result``
-    sees the result before it is judged (the summary is printed there); ``display`` shows the
-    run's progress (default: per ``run.progress``).
-    """
-    import time
+def bench_scripts() -> dict[str, str]:
+    """The scripts of ``harness/bench`` (modules with a ``main()`` run as ``__main__``): name -> what it measures."""
+    import harness.bench
 
-    from harness.run import check_result, run_benchmark
-
-    tracked, result, error, started = None, None, None, None
-    try:
-        tracked = tracking.start(config, job, env, redactor)
-        started = time.time()
-        try:
-            result = run_benchmark(config, job.output_dir, display)
-        finally:
-            span = (started, time.time())
-        if on_result is not None:
-            on_result(result)
-        check_result(result, fail_on_invalid)
-    except HarnessError as exc:
-        error = exc
-    except BaseException as exc:
-        try:
-            status = tracking.finish(tracked, result, exc, span if started is not None else None)
-            if status is not None and isinstance(exc, KeyboardInterrupt):
-                exc.add_note(f"MLflow run {tracked.run_id} marked {status}")
-        except HarnessError:
-            pass
-        raise
-    span = span if started is not None else None
-    try:
-        tracking.finish(tracked, result, error, span)
-    except HarnessError as exc:  # tracking.required=true and the store failed
-        error = error or exc
-    return Outcome(result, error, tracked.run_id if tracked is not None else None, span)
+    scripts = {}
+    for module in pkgutil.iter_modules(harness.bench.__path__):
+        tree = ast.parse((importlib.resources.files("harness.bench") / f"{module.name}.py").read_text("utf-8"))
+        is_script = any(isinstance(n, ast.If) and "__main__" in ast.unparse(n.test) for n in tree.body)
+        if is_script and any(isinstance(n, ast.FunctionDef) and n.name == "main" for n in tree.body):
+            scripts[module.name] = (ast.get_docstring(tree) or "").split("\n\n")[0].replace("\n", " ")
+    return scripts
 
 
-def _stop(signum: int, frame) -> None:
-    raise Interrupted(signum)
-
-
-def run_hydra(config_name: str, job) -> KeyboardInterrupt | None:
-    """Run ``job`` as a Hydra app on ``conf/<config_name>.yaml`` with the command line's overrides.
-
-    Before Hydra starts: ``sut=null`` is quoted (YAML would read it as nothing), an unwritable
-    run directory exits 2 with one line (Hydra would fail with a traceback), the
-    ``scenarios/`` folder is registered as the ``scenario`` group, and SIGTERM is made to act
-    like Ctrl-C (:class:`Interrupted`). Returns the interruption that stopped the jobs, if one
-    did, for the caller to close its round and report it with :func:`interrupted_line`.
-    """
-    import hydra
-
-    from harness.redact import Redactor, mask_logs
-
-    argv = quote_null_sut(sys.argv[1:])
-    problem = _unwritable_output_dir(argv)
-    if problem:
-        sys.stderr.write(f"error: output directory not writable: {Redactor.collect().text(problem)}\n")
-        sys.exit(2)
-    sys.argv[1:] = argv
-    register_scenarios()
-    register_resolvers()
-    if threading.current_thread() is threading.main_thread():  # signal handlers can only be set there
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, _stop)
-    mask_logs(Redactor.collect())  # Hydra's own lines too (it logs a round's overrides); jobs add their config's
-    try:
-        with _hydra_errors_exit_2():
-            hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)(job)()
-    except KeyboardInterrupt as exc:
-        return exc
-    except HarnessError as exc:  # raised by the round sweeper before any job started
-        sys.stderr.write(f"error: {exc}\n")
-        sys.exit(exc.exit_code)
-    return None
-
-
-@contextlib.contextmanager
-def _hydra_errors_exit_2() -> Iterator[None]:
-    """Hydra's own errors (an unknown group option or key, a malformed override) end with one line
-    and exit 2, as all bad input does; Hydra would print several lines and exit 1. With
-    ``HYDRA_FULL_ERROR=1`` set by the user, Hydra's traceback is kept."""
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    full = os.environ.get("HYDRA_FULL_ERROR") == "1"
-    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra then raises instead of printing and exiting 1
-    try:
-        yield
-    except (HydraException, OmegaConfBaseException) as exc:
-        if full:
-            raise
-        sys.stderr.write(f"error: {hydra_error_message(exc)}\n")
-        sys.exit(2)
-    except BrokenPipeError:  # `harness --help | head`: the reader left, nothing to report
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(0)
-    finally:
-        if not full:
-            os.environ.pop("HYDRA_FULL_ERROR", None)
-
-
-def log_to_file(text: str, level: int = logging.ERROR) -> None:
-    """``text`` into the run's log file only (harness.log, harness-peak.log): the console shows it already."""
-    record = logging.LogRecord("harness", level, __file__, 0, text, None, None)
-    for handler in logging.getLogger().handlers:
-        if isinstance(handler, logging.FileHandler):
-            handler.handle(record)
-
-
-def interrupted_line(exc: KeyboardInterrupt) -> tuple[str, int]:
-    """The one line an interrupted command prints, and its exit code (128 + the signal's number)."""
-    name = "Ctrl-C (SIGINT)" if not isinstance(exc, Interrupted) or exc.signum == signal.SIGINT else str(exc)
-    what = list(getattr(exc, "__notes__", ()))
-    code = exc.exit_code if isinstance(exc, Interrupted) else 128 + signal.SIGINT
-    return f"interrupted by {name}: the run was stopped and its test process ended" + "".join(
-        f"; {w}" for w in what), code
-
-
-def _unwritable_output_dir(argv: list[str]) -> str | None:
-    """Why the run directory named on the command line cannot be created, if it cannot.
-
-    Hydra creates it before any harness code runs and reports a failure with a traceback, so
-    an explicit ``hydra.run.dir`` / ``hydra.sweep.dir`` (or the current directory, under which
-    the default ``runs/`` lives) is checked first.
-    """
-    targets = [a.split("=", 1) for a in argv if a.startswith(("hydra.run.dir=", "hydra.sweep.dir="))]
-    targets = [(k, v) for k, v in targets if "${" not in v] or [("current directory", ".")]
-    for key, value in targets:
-        path = Path(value).expanduser().absolute()
-        while not path.exists():
-            path = path.parent
-        if not path.is_dir() or not os.access(path, os.W_OK | os.X_OK):
-            return f"{key}={value}: cannot create a directory under {path}"
-    return None
-
-
-def main() -> None:
-    """``harness``: run a benchmark (``-m`` for a round of runs, through the round sweeper)."""
-    stopped = run_hydra("config", _job)
-    if stopped is not None:
-        line, code = interrupted_line(stopped)
-        sys.stderr.write(f"error: {line}\n")
-        sys.exit(code)
-    codes = [r.exit_code for r in round_reports] or _exit_codes
-    sys.exit(max(codes, default=0))
+def bench(argv: Sequence[str]) -> int:
+    """``harness bench``: list the benchmark scripts; ``harness bench NAME [args]`` runs one."""
+    scripts = bench_scripts()
+    if not argv or argv[0] in ("-h", "--help", "list"):
+        width = max(map(len, scripts))
+        sys.stdout.write("harness bench NAME [arguments]: the harness's own benchmarks (python -m harness.bench.NAME "
+                         "runs the same); harness bench NAME --help for each.\n\n"
+                         + "".join(f"  {n:<{width}}  {doc}\n" for n, doc in sorted(scripts.items())))
+        return 0
+    name, args = argv[0], list(argv[1:])
+    if name not in scripts:
+        sys.stderr.write(f"error: no benchmark script '{name}' (available: {', '.join(sorted(scripts))})\n")
+        return 2
+    sys.argv = [f"harness bench {name}", *args]
+    return importlib.import_module(f"harness.bench.{name}").main() or 0
 
 
 if __name__ == "__main__":

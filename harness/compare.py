@@ -20,12 +20,14 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness import offline
 from harness.errors import HarnessError, TrackingError
 from harness.tracking import schema
+from harness.tracking.view import RunView
 
 # Gated unless --metric says otherwise: throughput must not drop, tail latencies must not rise.
 DEFAULT_GATE = ("tokens_per_second", "samples_per_second", "ttft_p99_ms", "tpot_p99_ms", "latency_p99_ms")
@@ -36,28 +38,6 @@ HIDDEN_PARAMS = ("dataset.path",)  # long and machine-specific; still in MLflow
 PARENT_ROLES = ("round", "peak")  # parent runs (harness -m, harness-peak): their children are compared
 REPORT_DEFAULT = Path("runs/reports")  # --report without DIR: a new <date>/<time> folder under it
 EXIT_OK, EXIT_REGRESSION, EXIT_USAGE = 0, 1, 2
-
-
-@dataclass(frozen=True)
-class RunView:
-    """What compare needs of one MLflow run."""
-
-    run_id: str
-    name: str
-    status: str
-    params: Mapping[str, str]
-    metrics: Mapping[str, float]
-    tags: Mapping[str, str]
-    start_time: int | None = None  # ms since the epoch
-
-    @property
-    def label(self) -> str:
-        return f"{self.name} ({self.run_id[:8]})"
-
-    @classmethod
-    def of(cls, run) -> RunView:
-        return cls(run.info.run_id, run.info.run_name or run.info.run_id[:8], run.info.status,
-                   dict(run.data.params), dict(run.data.metrics), dict(run.data.tags), run.info.start_time)
 
 
 @dataclass(frozen=True)
@@ -294,6 +274,7 @@ exit codes: 0 ok; 1 a gated metric regressed beyond the threshold (or a run FAIL
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    offline.enforce()  # before anything imports a Hugging Face library
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)

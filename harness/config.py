@@ -16,14 +16,15 @@ import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 from harness.errors import ConfigError
+from harness.resources import conf_dir, scenarios_dir
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-CONF_DIR = REPO_ROOT / "conf"
-SCENARIOS_DIR = REPO_ROOT / "scenarios"
+# The repository's conf/ and scenarios/, found through the package (harness/resources.py): a
+# checkout and an installed wheel alike.
+CONF_DIR = conf_dir()
+SCENARIOS_DIR = scenarios_dir()
 
 RANGE = "range"  # dataclass field metadata key: the Range a numeric value must lie in
 

@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from harness import __version__, disk, machine
-from harness.config import REPO_ROOT
 from harness.errors import OutputError
 from harness.redact import Redactor
+from harness.resources import source_checkout
 
 log = logging.getLogger(__name__)
 
@@ -233,10 +233,12 @@ def _nvml_nvlink(pynvml: Any, handle: Any) -> dict[str, Any] | None:
     return {"active_links": active, "nvml_version": known[-1] if known else None, "to_switch": switch}
 
 
-def git_state(root: Path = REPO_ROOT) -> dict[str, Any]:
-    """The project's commit and whether tracked files differ from it (null outside a checkout)."""
+def git_state(root: Path | None = None) -> dict[str, Any]:
+    """The project's commit and whether tracked files differ from it (null outside a checkout,
+    e.g. an installed wheel). ``root``: the checkout; default: the one the package runs from."""
+    root = root if root is not None else source_checkout()
     git = shutil.which("git")
-    if not git or not (root / ".git").exists():
+    if not git or root is None or not (root / ".git").exists():
         return {"git_commit": None, "git_dirty": None}
     try:
         commit = subprocess.run([git, "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,

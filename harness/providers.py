@@ -6,13 +6,16 @@ prompt and output length; per request TTFT (first content or reasoning chunk), o
 table on stdout, ``providers.json`` and ``providers.png`` in the output directory, and one MLflow
 run per endpoint when ``tracking`` is on. Requests use the same client code as ``sut=openai``.
 
-    harness-providers conf=providers.yaml [out=DIR] [repetitions=N] [tracking=mlflow]
+    harness providers providers.yaml [--out DIR] [--repetitions N] [--tracking mlflow] [--set KEY=VALUE]
 
-Exit 0; 1 when an endpoint answered no request; 2 bad input (one `error:` line).
+The older ``key=value`` form (``harness-providers conf=providers.yaml out=DIR repetitions=N
+tracking=mlflow``) still works. Exit 0; 1 when an endpoint answered no request; 2 bad input (one
+`error:` line).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import logging
@@ -23,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness import offline
 from harness.config import TrackingConfig, bounded, build_dataclass
 from harness.errors import ConfigError, HarnessError
 
@@ -182,23 +186,63 @@ def track(config: ProvidersConfig, rows: Sequence[Mapping[str, Any]], out: Path)
     log.info("logged %d endpoints to MLflow %s", len(rows), store.uri)
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one `error:` line and exit 2, as every bad input
+        raise ConfigError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="harness providers", description=__doc__.split("\n\n")[0].strip("`"),
+                     epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("conf", nargs="?", help="YAML file of the endpoints to compare (and the request settings)")
+    parser.add_argument("--out", help="output directory (default: runs/providers)")
+    parser.add_argument("--repetitions", help="requests per endpoint")
+    parser.add_argument("--tracking", help="mlflow: one MLflow run per endpoint; none: no tracking")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="any other top-level key of the file, e.g. --set max_tokens=64 (repeatable)")
+    return parser
+
+
+_OPTIONS = ("out", "repetitions", "tracking")
+_VALUED = tuple(f"--{o}" for o in (*_OPTIONS, "set"))
+
+
+def _options(argv: Sequence[str]) -> list[str]:
+    """The older ``key=value`` words as options: ``conf=F`` -> ``F``, ``out=D`` -> ``--out D``, any other
+    ``key=value`` -> ``--set key=value``."""
+    words: list[str] = []
+    for i, arg in enumerate(argv):
+        key, eq, value = arg.partition("=")
+        if arg.startswith("-") or not eq or (i and argv[i - 1] in _VALUED):  # an option's own value stays
+            words.append(arg)
+        elif key == "conf":
+            words.append(value)
+        elif key in _OPTIONS:
+            words += [f"--{key}", value]
+        else:
+            words += ["--set", arg]
+    return words
+
+
 def load(argv: Sequence[str]) -> ProvidersConfig:
     import yaml
 
-    args = dict(a.split("=", 1) for a in argv if "=" in a)
-    bad = [a for a in argv if "=" not in a]
+    args = build_parser().parse_args(_options(argv))
+    if args.conf is None:
+        raise ConfigError("missing the endpoints file: harness providers providers.yaml (or conf=providers.yaml)")
+    overrides = dict(s.split("=", 1) for s in args.set if "=" in s)
+    bad = [s for s in args.set if "=" not in s]
     if bad:
-        raise ConfigError(f"unexpected argument '{bad[0]}' (use key=value: conf=providers.yaml)")
-    if "conf" not in args:
-        raise ConfigError("missing conf=FILE (the endpoints to compare)")
-    path = Path(args.pop("conf"))
+        raise ConfigError(f"--set {bad[0]}: use KEY=VALUE, e.g. --set max_tokens=64")
+    overrides.update({k: getattr(args, k) for k in _OPTIONS if getattr(args, k) is not None})
+    path = Path(args.conf)
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except OSError as exc:
         raise ConfigError(f"conf={path}: {exc.strerror or exc}") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"conf={path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
-    for key, value in args.items():  # command-line overrides of top-level scalars
+    for key, value in overrides.items():  # command-line overrides of top-level scalars
         if key == "tracking":
             raw["tracking"] = {**(raw.get("tracking") or {}), "backend": value}
         else:
@@ -212,9 +256,10 @@ def load(argv: Sequence[str]) -> ProvidersConfig:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    offline.enforce()  # before anything imports a Hugging Face library
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
-        sys.stdout.write(f"{__doc__}\n{EXAMPLE}\n")
+        build_parser().print_help(sys.stdout if argv else sys.stderr)
         return 0 if argv else 2
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(levelname)s] %(message)s")
     try:

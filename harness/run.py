@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness import __version__, disk, roofline
+from harness import __version__, disk, offline, roofline
 from harness.accuracy import decode_accuracy_log, read_accuracy_log
 from harness.accuracy.compliance import ComplianceResult, verify_accuracy_log
 from harness.config import HarnessConfig, to_dict
@@ -245,7 +245,9 @@ def run_benchmark(config: HarnessConfig, output_dir: Path, display: Display | No
     ``display`` shows its progress (:mod:`harness.progress`); by default on stdout unless
     ``run.progress=false``. A full disk, wherever it shows (an OSError here or in the test process,
     or LoadGen's logs cut short), ends the run with one OutputError naming the directory (harness/disk.py).
+    Puts the Hugging Face libraries offline first (:mod:`harness.offline`), for runs driven from Python.
     """
+    offline.enforce()
     if display is None:
         display = Display(enabled=config.run.progress)
     with disk.full_disk_as_error(Path(output_dir)):

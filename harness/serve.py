@@ -23,6 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
+from harness import offline
 from harness.errors import HarnessError
 from harness.sut.base import SUT, Sample, supports_streaming
 
@@ -256,6 +257,7 @@ async def serve(server: Server, host: str, port: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    offline.enforce()  # before anything imports a Hugging Face library
     parser = argparse.ArgumentParser(
         prog="harness-serve", epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Serve an in-process SUT over the OpenAI API (completions and chat, streamed or not).")

@@ -49,6 +49,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness import offline
 from harness.config import RunOptions
 from harness.loadgen.logs import DetailLog, parse_detail_log, performance_result
 from harness.loadgen.process import run_in_process
@@ -414,6 +415,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    offline.enforce()  # before anything imports a Hugging Face library
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     outdir: Path = args.out or Path(tempfile.mkdtemp(prefix="bridge-overhead-"))

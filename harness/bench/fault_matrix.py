@@ -37,6 +37,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness import offline
+
 SECRET_TOKEN = "hf_faultmatrixTOKEN0123456789abcdefXYZ"  # HF_TOKEN in every cell's environment
 SECRET_KEY = "sk-faultmatrix-KEY-0123456789abcdef"  # the API key (sut.api_key_env), echoed by a 401
 SECRET_PASSWORD = "PASSWORDfm4711"  # in sut.base_url of the HTTP cells
@@ -380,6 +382,7 @@ def markdown(rows: list[Row]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    offline.enforce()  # before anything imports a Hugging Face library
     p = argparse.ArgumentParser(prog="python -m harness.bench.fault_matrix", description=__doc__.split("\n\n")[0])
     p.add_argument("--only", default="", help="comma-separated cell keys or parts of them: " +
                    ", ".join(c.key for c in CELLS))

@@ -46,6 +46,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from harness import offline
+
 log = logging.getLogger("harness.bench.gpu_check")
 
 GOAL_FRACTION = 0.70
@@ -408,6 +410,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    offline.enforce()  # before anything imports a Hugging Face library
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["child"]:
         return _child(argv[1:])

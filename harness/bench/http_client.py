@@ -57,6 +57,7 @@ from typing import Any
 
 import numpy as np
 
+from harness import offline
 from harness.bench.reference_clients import CLIENTS, ClientRun, match, pin, run
 from harness.bench.tls import LoopbackCertificates, make_certificates
 from harness.results import RunResult
@@ -417,6 +418,7 @@ def _range(m: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    offline.enforce()  # before anything imports a Hugging Face library
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["drive"]:
         return _main_drive(argv[1:])

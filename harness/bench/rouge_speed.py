@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from harness import offline
 from harness.accuracy.rouge import postprocess
 from harness.accuracy.rouge_engine import ROUGE_TYPES, score_pairs
 
@@ -180,6 +181,7 @@ def _load() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    offline.enforce()  # before anything imports a Hugging Face library
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pairs", type=int, default=13368, help="pairs to score (CNN/DailyMail: 13,368)")
     parser.add_argument("--repeats", type=int, default=3, help="alternated runs of each side (medians, ranges)")

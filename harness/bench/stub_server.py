@@ -41,6 +41,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from harness import offline
+
 MAX_HEAD = 64 * 1024  # bytes of request line + headers accepted
 MAX_BODY = 16 * 1024 * 1024
 
@@ -385,6 +387,7 @@ async def _serve(stub: Stub, host: str, port: int, tls: str = "") -> None:
 
 
 def main() -> None:
+    offline.enforce()  # before anything imports a Hugging Face library
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--ttft-ms", type=float, default=0.0)

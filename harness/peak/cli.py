@@ -19,21 +19,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.cli import hydra_files, interrupted_line, log_to_file, run_hydra, tracked_run
+from harness import offline
 from harness.config import HarnessConfig, LatencyLimits, to_dict
 from harness.errors import HarnessError, ResultError
+from harness.hydra_app import Jobs, hydra_files, log_to_file, run_command
 from harness.peak import report
 from harness.peak.search import Outcome, Probe, Search, Step, failed_outcome, probe_from
 from harness.peak.settings import PeakConfig, confirm_config, probe_config, probe_overrides, start_rate
 from harness.progress import Display
 from harness.redact import Redactor, mask_logs
 from harness.rounds.jobs import JobReport, job_overrides
-from harness.rounds.sweep import round_reports
 from harness.tracking import JobInfo, TrackingSession
-
-# Exit codes of the searches of this process (one per job with -m).
-_exit_codes: list[int] = []
-_tracking = TrackingSession()
+from harness.tracking.tracked import tracked_run
 
 # Overrides the search sets per run itself: dropped from what a probe's `harness` command repeats.
 _SEARCH_KEYS = ("peak", "hydra", "mode", "scenario.target_qps")
@@ -74,6 +71,7 @@ class Runner:
     overrides: tuple[str, ...]
     env: dict[str, Any]
     redactor: Redactor
+    tracking: TrackingSession
     counts: dict[str, int] = dataclasses.field(default_factory=lambda: {"probe": 0, "confirm": 0})
     failed: Probe | None = None  # the run that ended the search with SUT errors
 
@@ -94,7 +92,7 @@ class Runner:
                       argv=("harness", *args), tags=(("peak_step", step),))
         started = time.monotonic()
         display = Display(enabled=config.run.progress, label=f"[{step} {n} · {qps:g} QPS]")
-        outcome = tracked_run(_tracking, config, job, env, self.redactor, fail_on_invalid=False, display=display)
+        outcome = tracked_run(self.tracking, config, job, env, self.redactor, fail_on_invalid=False, display=display)
         result, error = outcome.result, outcome.error
         if result is None:
             assert error is not None
@@ -110,22 +108,22 @@ class Runner:
         return probe
 
 
-def _job(cfg) -> JobReport:
+def _job(cfg, jobs: Jobs) -> JobReport:
     """One search (one Hydra job); its report goes back to the sweeper (``harness-peak -m`` on any launcher)."""
     import platform
 
     from hydra.core.hydra_config import HydraConfig
 
-    started, before = time.time(), len(_exit_codes)
-    _search(cfg)
-    code = max(_exit_codes[before:], default=0)
+    started = time.time()
+    code = _search(cfg, jobs.tracking)
+    jobs.exit_codes.append(code)
     return JobReport(job_overrides(HydraConfig.get().overrides.task), "FINISHED" if code == 0 else "FAILED", code,
                      num=HydraConfig.get().job.get("num"), host=platform.node(), started=started, ended=time.time(),
                      mode="performance")
 
 
-def _search(cfg) -> None:
-    """One search: probes, confirmation, peak.json / peak.png / table, tracking."""
+def _search(cfg, tracking: TrackingSession) -> int:
+    """One search: probes, confirmation, peak.json / peak.png / table, tracking; returns its exit code."""
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
@@ -150,8 +148,7 @@ def _search(cfg) -> None:
     except HarnessError as exc:
         sys.stderr.write(f"error: {redactor.text(str(exc))}\n")
         log_to_file(redactor.text(str(exc)))
-        _exit_codes.append(exc.exit_code)
-        return
+        return exc.exit_code
 
     started = time.monotonic()
     start = start_rate(config, settings)
@@ -161,18 +158,17 @@ def _search(cfg) -> None:
     params = {**to_dict(config), "peak": dataclasses.asdict(settings)}
     error: BaseException | None = None
     try:
-        parent = _tracking.start_group(config, search_dir, f"peak {'/'.join(search_dir.parts[-2:])}", tags, env,
-                                       redactor, params)
+        parent = tracking.start_group(config, search_dir, f"peak {'/'.join(search_dir.parts[-2:])}", tags, env,
+                                      redactor, params)
     except HarnessError as exc:  # tracking.required=true and the store cannot be reached
         sys.stderr.write(f"error: {redactor.text(str(exc))}\n")
         log_to_file(redactor.text(str(exc)))
-        _exit_codes.append(exc.exit_code)
-        return
+        return exc.exit_code
     _show(f"peak search: {config.scenario.name} · sut={config.sut.name} · start {start:g} QPS in "
           f"[{settings.min_qps:g}, {settings.max_qps:g}], precision {settings.precision:g}, "
           f"at most {settings.max_probes} probes" + (f" · MLflow parent run {parent}" if parent else ""))
     search = Search(settings, start, limits)
-    runner = Runner(config, settings, search_dir, overrides, env, redactor)
+    runner = Runner(config, settings, search_dir, overrides, env, redactor, tracking)
     try:
         outcome = search.run(runner)
     except HarnessError as exc:
@@ -182,14 +178,14 @@ def _search(cfg) -> None:
     except BaseException as exc:  # Ctrl-C or a bug: still leave a record, then re-raise
         error = exc
         outcome = failed_outcome(search.probes, f"interrupted ({type(exc).__name__})")
-        _finish(outcome, config, settings, limits, search_dir, started, error)
+        _finish(outcome, config, settings, limits, search_dir, started, error, tracking)
         raise
-    _finish(outcome, config, settings, limits, search_dir, started, error)
+    return _finish(outcome, config, settings, limits, search_dir, started, error, tracking)
 
 
 def _finish(outcome: Outcome, config: HarnessConfig, settings: PeakConfig, limits: LatencyLimits | None,
-            search_dir: Path, started: float, error: BaseException | None) -> None:
-    """Write peak.json, peak.png and the table; close the parent run; record the exit code."""
+            search_dir: Path, started: float, error: BaseException | None, tracking: TrackingSession) -> int:
+    """Write peak.json, peak.png and the table; close the parent run; returns the search's exit code."""
     seconds = time.monotonic() - started
     redactor = Redactor.collect(to_dict(config))
     data = report.to_json(outcome, config, settings, limits, search_dir, seconds)
@@ -207,10 +203,10 @@ def _finish(outcome: Outcome, config: HarnessConfig, settings: PeakConfig, limit
         error = ResultError(outcome.message)  # no VALID rate: INVALID everywhere, or not confirmed
     code = error.exit_code if isinstance(error, HarnessError) else (1 if error is not None else 0)
     try:
-        parents = _tracking.end_rounds(None, failed=error is not None, metrics=report.metrics(outcome),
-                                       files=tuple(files), tags={"peak_status": outcome.status},
-                                       killed=isinstance(error, KeyboardInterrupt))
-        if isinstance(error, KeyboardInterrupt):  # main() prints it with the interruption's line
+        parents = tracking.end_rounds(None, failed=error is not None, metrics=report.metrics(outcome),
+                                      files=tuple(files), tags={"peak_status": outcome.status},
+                                      killed=isinstance(error, KeyboardInterrupt))
+        if isinstance(error, KeyboardInterrupt):  # run_command prints it with the interruption's line
             error.add_note(f"peak.json kept in {search_dir}")
             for parent in parents:
                 error.add_note(f"the search's MLflow run {parent} marked KILLED")
@@ -221,7 +217,7 @@ def _finish(outcome: Outcome, config: HarnessConfig, settings: PeakConfig, limit
     if isinstance(error, HarnessError):
         sys.stderr.write(f"error: {redactor.text(str(error))}\n")
         log_to_file(redactor.text(str(error)))
-    _exit_codes.append(code)
+    return code
 
 
 def _show(text: str) -> None:
@@ -231,16 +227,11 @@ def _show(text: str) -> None:
     log_to_file(text, logging.INFO)
 
 
-def main() -> None:
-    """``harness-peak``: search the highest VALID Server / Interactive target QPS."""
-    stopped = run_hydra("peak", _job)
-    if stopped is not None:
-        line, code = interrupted_line(stopped)
-        sys.stderr.write(f"error: {line}\n")
-        sys.exit(code)
-    codes = [r.exit_code for r in round_reports] or _exit_codes
-    sys.exit(max(codes, default=0))
+def main() -> int:
+    """``harness peak`` (alias ``harness-peak``): search the highest VALID Server / Interactive target QPS."""
+    offline.enforce()  # before anything imports a Hugging Face library
+    return run_command("peak", _job)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

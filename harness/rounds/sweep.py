@@ -41,8 +41,6 @@ from harness.rounds.jobs import overlaps as shared_hosts
 log = logging.getLogger(__name__)
 
 LOST = "the job ended without closing its run: its process was killed (time limit, out of memory, preemption?)"
-# The reports of the rounds this process launched: the CLI's exit code is the highest of theirs.
-round_reports: list[JobReport] = []
 
 
 class RoundSweeper(Sweeper):
@@ -58,11 +56,17 @@ class RoundSweeper(Sweeper):
         self.config: Any = None
         self.hydra_context: Any = None
         self.launcher: Any = None
+        # Where the command collects the rounds' reports (harness.hydra_app.Jobs, carried by the
+        # task Hydra runs): its exit code is the highest of theirs.
+        self.round_reports: list[JobReport] = []
 
     def setup(self, *, hydra_context: Any, task_function: Any, config: Any) -> None:
         from hydra.core.plugins import Plugins
 
         self.hydra_context, self.config = hydra_context, config
+        jobs = getattr(task_function, "jobs", None)
+        if jobs is not None:
+            self.round_reports = jobs.round_reports
         self.launcher = Plugins.instance().instantiate_launcher(hydra_context=hydra_context,
                                                                 task_function=task_function, config=config)
 
@@ -235,8 +239,8 @@ class Round:
                killed: bool = False) -> list[str]:
         """Tag overlaps, print and keep the table, close the parent run; returns the parents closed."""
         reports = reports if reports is not None else self._reports(returns)
-        round_reports.extend(r if r is not None else JobReport(job_overrides(j), NO_REPORT, 1, num=i)
-                             for i, (j, r) in enumerate(zip(self.jobs, reports, strict=True)))
+        self.sweeper.round_reports.extend(r if r is not None else JobReport(job_overrides(j), NO_REPORT, 1, num=i)
+                                          for i, (j, r) in enumerate(zip(self.jobs, reports, strict=True)))
         if self.kind != "round":
             return []
         lost = {r.run_id for r in reports if r is not None and r.status == NO_REPORT and r.run_id}

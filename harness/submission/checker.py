@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness import offline
 from harness.errors import HarnessError, SubmissionError
 from harness.submission import accuracy_log, layout, rounds, rules, system
 
@@ -353,6 +354,7 @@ def check_tree(base: Path, round_name: str | None = None) -> list[Line]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    offline.enforce()  # before anything imports a Hugging Face library
     p = argparse.ArgumentParser(prog="harness-check", description="Verify an MLPerf Inference submission tree.",
                                 epilog="Exit codes: 0 every check holds; 1 a check failed; 2 bad input.")
     p.add_argument("tree", help="the submitter's folder, e.g. submissions/closed/ACME")

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness import offline
 from harness.errors import HarnessError, SubmissionError
 from harness.submission import accuracy_log, layout, rounds, rules, system
 from harness.submission.sources import RunSource, load_run
@@ -317,6 +318,7 @@ def submit(refs: Sequence[str], *, submitter: str, division: str, system_id: str
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    offline.enforce()  # before anything imports a Hugging Face library
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     try:

@@ -22,10 +22,8 @@ import html
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from harness.compare import RunView
+from harness.tracking.view import RunView
 
 LATENCIES = (("ttft", "TTFT"), ("tpot", "TPOT"), ("latency", "latency"))
 TARGET_QPS = "scenario.target_qps"

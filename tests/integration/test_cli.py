@@ -33,6 +33,44 @@ def test_help_lists_groups_and_examples(tmp_path):
         assert text in proc.stdout
 
 
+def test_help_lists_every_command_before_the_runs_own_help(tmp_path):
+    from harness.cli import COMMANDS
+
+    proc = harness("--help", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    commands, run_help = proc.stdout.split("harness: MLPerf-style", 1)
+    assert all(f"\n  {name} " in commands for name in COMMANDS)
+    assert set(COMMANDS) == {"run", "peak", "audit", "compare", "submit", "check", "serve", "providers", "bench"}
+    run = harness("run", "--help", cwd=tmp_path)  # the run's own help, without the list
+    assert run.returncode == 0 and run.stdout == "harness: MLPerf-style" + run_help
+
+
+def test_harness_run_is_the_default_command(tmp_path):
+    proc = harness("run", "mode=performance", *FAST, f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "run/results.json").read_text())["sut"] == "echo"
+
+
+def test_bench_lists_its_scripts_and_refuses_an_unknown_one(tmp_path):
+    listed = harness("bench", cwd=tmp_path)
+    assert listed.returncode == 0 and "rouge_speed" in listed.stdout and "tls " not in listed.stdout
+    unknown = harness("bench", "nope", cwd=tmp_path)
+    assert unknown.returncode == 2 and unknown.stderr.startswith("error: no benchmark script 'nope' (available: ")
+
+
+def test_each_command_invocation_has_its_own_exit_code(tmp_path):
+    """Two runs in one process: the second's exit code is its own (the jobs' record is per invocation,
+    not a module global that still holds the first run's failure)."""
+    script = (f"import sys; from harness.cli import _job; from harness.hydra_app import run_command\n"
+              f"sys.argv = ['harness', 'scenario.target_qps=0', 'hydra.run.dir={tmp_path}/bad']\n"
+              f"bad = run_command('config', _job)\n"
+              f"sys.argv = ['harness', 'mode=performance', *{FAST!r}, 'hydra.run.dir={tmp_path}/good']\n"
+              f"print(bad, run_command('config', _job))")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[-2:] == ["2", "0"]
+
+
 def test_a_round_runs_one_job_per_scenario_and_prints_a_table(tmp_path):
     proc = harness("-m", "scenario=offline,single_stream", "mode=performance", "scenario.min_duration_s=0.3",
                    "scenario.expected_latency_ms=5", *FAST, f"hydra.sweep.dir={tmp_path}/round", cwd=tmp_path)

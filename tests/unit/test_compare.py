@@ -4,7 +4,8 @@ import argparse
 
 import pytest
 
-from harness.compare import RunView, filter_expr, fmt, regressions, render, table_rows, threshold
+from harness.compare import filter_expr, fmt, regressions, render, table_rows, threshold
+from harness.tracking.view import RunView
 
 
 def view(run_id: str, status: str = "FINISHED", params=None, **metrics) -> RunView:

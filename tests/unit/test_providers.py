@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from harness.providers import main
+from harness.providers import load, main
 from tests.openai_servers import stub
 
 
@@ -49,7 +49,9 @@ endpoints:
 
 
 @pytest.mark.parametrize(("argv", "message"), [(["conf=/no/such.yaml"], "error: conf=/no/such.yaml"),
-                                               (["providers.yaml"], "error: unexpected argument 'providers.yaml'")])
+                                               (["a.yaml", "b.yaml"], "error: unrecognized arguments: b.yaml"),
+                                               ([], "usage: harness providers"),
+                                               (["out=x"], "error: missing the endpoints file")])
 def test_bad_input_is_one_error_line(argv, message, capsys):
     assert main(argv) == 2
     assert capsys.readouterr().err.startswith(message)
@@ -64,3 +66,12 @@ def test_numbers_are_range_checked(tmp_path, capsys, override, message):
     conf.write_text("endpoints:\n  - {name: a, base_url: 'http://127.0.0.1:9/v1', model: m}\n")
     assert main([f"conf={conf}", override]) == 2
     assert capsys.readouterr().err.startswith(message)
+
+
+def test_options_and_the_older_key_value_words_read_the_same(tmp_path):
+    conf = tmp_path / "providers.yaml"
+    conf.write_text("endpoints:\n  - {name: a, base_url: 'http://127.0.0.1:9/v1', model: m}\n")
+    options = load([str(conf), "--out", "o", "--repetitions", "3", "--tracking", "mlflow", "--set", "max_tokens=8"])
+    words = load([f"conf={conf}", "out=o", "repetitions=3", "tracking=mlflow", "max_tokens=8"])
+    assert options == words
+    assert (options.out, options.repetitions, options.tracking.backend, options.max_tokens) == ("o", 3, "mlflow", 8)

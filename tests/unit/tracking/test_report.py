@@ -1,7 +1,7 @@
 """Which runs the compare charts join, which charts are drawn, and what report.html names."""
 
-from harness.compare import RunView
 from harness.tracking.report import Context, find_sweeps, write_report
+from harness.tracking.view import RunView
 
 LIMITS = {"scenario.latency_limits": "server", "scenario.ttft_ms": "null", "benchmark.latency.server.ttft_ms": "2000",
           "benchmark.latency.server.tpot_ms": "100"}
