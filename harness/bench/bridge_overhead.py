@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import collections
 import logging
-import os
 import re
 import shutil
 import statistics
@@ -50,6 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness import offline
+from harness.bench import load_average
 from harness.config import RunOptions
 from harness.loadgen.logs import DetailLog, parse_detail_log, performance_result
 from harness.loadgen.process import run_in_process
@@ -228,14 +228,6 @@ def _num(value: float | None, digits: int) -> str:
 
 def _achieved(step: Step) -> str:
     return _num(step.qps, 1) + ("*" if behind(step) else "")
-
-
-def _load() -> str:
-    try:
-        one, five, _ = os.getloadavg()
-    except OSError:
-        return "load average unknown"
-    return f"load average {one:.2f} (1 min), {five:.2f} (5 min) on {os.cpu_count()} cores"
 
 
 def capped_at_limit(steps: dict[float, Step], max_qps: float) -> bool:
@@ -419,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     outdir: Path = args.out or Path(tempfile.mkdtemp(prefix="bridge-overhead-"))
-    log.info("logs in %s; %s", outdir, _load())
+    log.info("logs in %s; %s", outdir, load_average(cores=True))
     if args.profile:
         for name in VARIANTS:
             sys.stdout.write(profile(name, args.profile, args.duration_s, outdir / f"profile-{name}") + "\n")
@@ -431,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
         counter[name, q] += 1
         return run_step(name, q, args.duration_s, outdir / f"{name}-{q:g}qps-{counter[name, q]}")
 
-    load_before = _load()
+    load_before = load_average(cores=True)
     results = sweep(args.qps, runner, args.max_qps)
     brackets = {name: bracket(results[name]) for name in VARIANTS}
     # A variant that never failed (still held at --max-qps) has nothing to refine: its figure is that rate.
@@ -456,7 +448,7 @@ def main(argv: list[str] | None = None) -> int:
         lines += [f"  {n} @ {q:,.0f} QPS: {s.reasons[0] if s.reasons else 'no reason logged'}" for n, q, s in invalid]
     figures, ok = summary(rounds, results, p99s, args.max_qps)
     lines += ["", *figures, f"Goals: {'met' if ok else 'NOT met'}",
-              f"Machine: {load_before} at the start, {_load()} at the end.  LoadGen logs: {outdir}"]
+              f"Machine: {load_before} at the start, {load_average(cores=True)} at the end.  LoadGen logs: {outdir}"]
     sys.stdout.write("\n".join(lines) + "\n")
     return 0
 

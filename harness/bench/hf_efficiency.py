@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import offline
+from harness.bench import load_average
 from harness.config import HarnessConfig, compose
 from harness.datasets import load_dataset
 from harness.datasets.prompts import build_samples
@@ -306,14 +307,6 @@ def server_lines(overloaded: dict[str, list[Measured]], loaded: dict[str, list[M
             f"      one at a time                     {fmt([x.tokens_per_second for x in ls])}",
             f"      ratio {at_load:.2f}x at this load (in-flight keeps up with the offered load; one at a time "
             "saturates at its capacity, so the ratio grows with the load up to the capacity ratio)"]
-
-
-def load_average() -> str:
-    try:
-        one, five, _ = os.getloadavg()
-    except OSError:
-        return "load average unknown"
-    return f"load average {one:.2f} (1 min), {five:.2f} (5 min)"
 
 
 def threads_line(path: str | None) -> str:

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from harness import offline
 from harness.accuracy.rouge import postprocess
 from harness.accuracy.rouge_engine import ROUGE_TYPES, score_pairs
+from harness.bench import load_average
 
 TOLERANCE = 1e-9
 
@@ -172,14 +173,6 @@ def report(corpus: Corpus, times: dict[str, list[float]], diff: float, scores: l
     return "\n".join(lines)
 
 
-def _load() -> str:
-    try:
-        one, five, _ = os.getloadavg()
-    except OSError:
-        return "load average unknown"
-    return f"load average {one:.2f} (1 min), {five:.2f} (5 min)"
-
-
 def main(argv: list[str] | None = None) -> int:
     offline.enforce()  # before anything imports a Hugging Face library
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -193,9 +186,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--pairs and --repeats must be >= 1, --vocabulary >= {len(FUNCTION_WORDS)}")
 
     corpus = make_pairs(args.pairs, vocabulary=args.vocabulary, seed=args.seed)
-    before = _load()
+    before = load_average()
     times, diff, scores = time_sides(corpus, args.repeats)
-    print(report(corpus, times, diff, scores, f"{before} at the start, {_load()} at the end"))
+    print(report(corpus, times, diff, scores, f"{before} at the start, {load_average()} at the end"))
     return 0 if diff <= TOLERANCE else 1
 
 
