@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness import offline
 from harness.errors import AccuracyError, HarnessError, TrackingError
+from harness.invocation import invoked_as
 
 if TYPE_CHECKING:
     from harness.results import RunResult
@@ -37,7 +38,7 @@ EXIT_FAILED = 4
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="harness-audit",
+        prog=invoked_as("harness-audit"),
         description="Re-score and re-judge a finished run's accuracy log (ROUGE, targets, compliance) "
                     "without re-running the model.",
         epilog="Examples:\n"

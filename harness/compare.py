@@ -26,6 +26,7 @@ from pathlib import Path
 
 from harness import offline
 from harness.errors import HarnessError, TrackingError
+from harness.invocation import invoked_as
 from harness.tracking import schema
 from harness.tracking.view import RunView
 
@@ -225,7 +226,7 @@ def regressions(runs: Sequence[RunView], baseline: RunView, limit_pct: float,
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="harness-compare",
+        prog=invoked_as("harness-compare"),
         description="Compare harness runs logged to MLflow: a side-by-side table of key metrics and the "
                     "params that differ, deltas against a baseline, and a regression gate for CI.",
         formatter_class=argparse.RawDescriptionHelpFormatter,

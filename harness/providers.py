@@ -29,6 +29,7 @@ from typing import Any
 from harness import offline
 from harness.config import TrackingConfig, bounded, build_dataclass
 from harness.errors import ConfigError, HarnessError
+from harness.invocation import invoked_as
 
 log = logging.getLogger("harness.providers")
 
@@ -192,7 +193,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="harness providers", description=__doc__.split("\n\n")[0].strip("`"),
+    parser = _Parser(prog=invoked_as("harness-providers"), description=__doc__.split("\n\n")[0].strip("`"),
                      epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("conf", nargs="?", help="YAML file of the endpoints to compare (and the request settings)")
     parser.add_argument("--out", help="output directory (default: runs/providers)")

@@ -25,6 +25,7 @@ from aiohttp import web
 
 from harness import offline
 from harness.errors import HarnessError
+from harness.invocation import invoked_as
 from harness.sut.base import SUT, Sample, supports_streaming
 
 log = logging.getLogger("harness.serve")
@@ -259,7 +260,7 @@ async def serve(server: Server, host: str, port: int) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     offline.enforce()  # before anything imports a Hugging Face library
     parser = argparse.ArgumentParser(
-        prog="harness-serve", epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog=invoked_as("harness-serve"), epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Serve an in-process SUT over the OpenAI API (completions and chat, streamed or not).")
     parser.add_argument("overrides", nargs="*", help="Hydra-style config overrides as for harness: sut=hf, "
                         "sut.model_path=..., benchmark=..., dataset.path=... (default: sut=hf, the tiny model)")

@@ -28,6 +28,7 @@ from typing import Any
 
 from harness import offline
 from harness.errors import HarnessError, SubmissionError
+from harness.invocation import invoked_as
 from harness.submission import accuracy_log, layout, rounds, rules, system
 
 MEASUREMENT_FIELDS = ("input_data_types", "retraining", "starting_weights_filename", "weight_data_types",
@@ -355,7 +356,8 @@ def check_tree(base: Path, round_name: str | None = None) -> list[Line]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     offline.enforce()  # before anything imports a Hugging Face library
-    p = argparse.ArgumentParser(prog="harness-check", description="Verify an MLPerf Inference submission tree.",
+    p = argparse.ArgumentParser(prog=invoked_as("harness-check"),
+                                description="Verify an MLPerf Inference submission tree.",
                                 epilog="Exit codes: 0 every check holds; 1 a check failed; 2 bad input.")
     p.add_argument("tree", help="the submitter's folder, e.g. submissions/closed/ACME")
     p.add_argument("--round", choices=list(rounds.ROUNDS),

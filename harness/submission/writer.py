@@ -25,6 +25,7 @@ from typing import Any
 
 from harness import offline
 from harness.errors import HarnessError, SubmissionError
+from harness.invocation import invoked_as
 from harness.submission import accuracy_log, layout, rounds, rules, system
 from harness.submission.sources import RunSource, load_run
 
@@ -44,7 +45,7 @@ class Planned:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="harness-submit",
+        prog=invoked_as("harness-submit"),
         description="Write finished harness runs (mode=submission) into an MLPerf Inference submission tree.",
         epilog="Examples:\n"
                "  harness-submit --submitter ACME --division open --system local runs/2026-11-21/10-00-00_offline_hf\n"

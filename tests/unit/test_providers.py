@@ -50,7 +50,7 @@ endpoints:
 
 @pytest.mark.parametrize(("argv", "message"), [(["conf=/no/such.yaml"], "error: conf=/no/such.yaml"),
                                                (["a.yaml", "b.yaml"], "error: unrecognized arguments: b.yaml"),
-                                               ([], "usage: harness providers"),
+                                               ([], "usage: harness-providers"),
                                                (["out=x"], "error: missing the endpoints file")])
 def test_bad_input_is_one_error_line(argv, message, capsys):
     assert main(argv) == 2
