@@ -63,10 +63,6 @@ _NO_DEADLINE = float("inf")
 _new_lock = threading.Lock
 
 
-def _int32_bytes(tokens: Sequence[int]) -> array.array:
-    return array.array("i", tokens)
-
-
 @dataclass
 class BridgeStats:
     """What the bridge saw: samples issued and completed, and the failures."""
@@ -449,7 +445,7 @@ def run_bare_test(n_samples: int, *, model_key: str, user_conf: Path, outdir: Pa
     """
     settings, log_settings = _settings(scenario="Server", mode="performance", model_key=model_key,
                                        user_conf=user_conf, outdir=outdir, enable_trace=False)
-    tokens = _int32_bytes([0, 0])
+    tokens = array.array("i", [0, 0])
     addr, n = tokens.buffer_info()
 
     def issue(query_samples: list) -> None:
